@@ -1,0 +1,23 @@
+"""attnlib: the small self-attention library the book teaches."""
+
+from .attention import SCORES, attention, causal_mask
+from .layers import MultiHeadSelfAttention, SelfAttention
+from .plotting import plot_weights
+from .scores import additive_scores, bilinear_scores, dot_scores, scaled_dot_scores
+from .softmax import softmax
+from .utils import reproducible
+
+__all__ = [
+    "SCORES",
+    "MultiHeadSelfAttention",
+    "SelfAttention",
+    "additive_scores",
+    "attention",
+    "bilinear_scores",
+    "causal_mask",
+    "dot_scores",
+    "plot_weights",
+    "reproducible",
+    "scaled_dot_scores",
+    "softmax",
+]

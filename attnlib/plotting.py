@@ -1,0 +1,25 @@
+"""Figures the chapters share."""
+
+import matplotlib.pyplot as plt
+import torch
+
+
+def plot_weights(weights, x_labels=None, y_labels=None, ax=None, title=None, colorbar=True):
+    """Heatmap of attention weights (n_q, n_k): rows are queries, columns are keys."""
+    w = weights.detach().cpu() if isinstance(weights, torch.Tensor) else torch.as_tensor(weights)
+    if w.dim() != 2:
+        raise ValueError(f"weights must have shape (n_q, n_k), got {tuple(w.shape)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.5 * w.shape[1] + 2, 0.5 * w.shape[0] + 1.5))
+    image = ax.imshow(w.numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
+    if x_labels is not None:
+        ax.set_xticks(range(len(x_labels)), x_labels, rotation=90)
+    if y_labels is not None:
+        ax.set_yticks(range(len(y_labels)), y_labels)
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
+    return ax
