@@ -1,0 +1,52 @@
+# One place for every command the README gives. `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard chapters/*.ipynb))
+NBVAL := $(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-current-env chapters
+
+.PHONY: help install book test lint unit nbval build notebooks lab clean
+
+help:
+	@echo "make book       set up .venv, install, build the book into _build/html"
+	@echo "make test       ruff, unit tests, nbval over every notebook (1 and 2 threads), strict book build"
+	@echo "make notebooks  re-execute every notebook top to bottom in a fresh kernel (refresh stored outputs)"
+	@echo "make lab        open the notebooks in JupyterLab"
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(STAMP)
+
+book: $(STAMP) build
+	@echo
+	@echo "Built. Open _build/html/index.html in a browser, or serve it:"
+	@echo "  $(BIN)/python -m http.server --directory _build/html 8000   # then http://127.0.0.1:8000"
+
+build: $(STAMP)
+	$(BIN)/jupyter-book build . -n -W --keep-going
+
+test: $(STAMP) lint unit nbval build
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+nbval: $(STAMP)
+	OMP_NUM_THREADS=1 $(NBVAL)
+	OMP_NUM_THREADS=2 $(NBVAL)
+
+notebooks: $(STAMP)
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 $(NOTEBOOKS)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab chapters
+
+clean:
+	rm -rf _build
