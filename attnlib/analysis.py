@@ -1,0 +1,33 @@
+"""Reading attention weights: how far does a head look?"""
+
+import torch
+
+
+def _distances(n_q: int, n_k: int, device=None) -> torch.Tensor:
+    i = torch.arange(n_q, device=device).unsqueeze(1)  # (n_q, 1)
+    j = torch.arange(n_k, device=device).unsqueeze(0)  # (1, n_k)
+    return (i - j).abs()  # (n_q, n_k): |i - j| in positions
+
+
+def mean_attention_distance(weights: torch.Tensor) -> torch.Tensor:
+    """Average distance, in positions, between a query and the keys it attends to.
+
+    ``mean_i sum_j w_ij |i - j|``: a head that attends to itself scores 0, a head that
+    spreads evenly over n tokens scores about n/3.
+    weights: (..., n_q, n_k) -> (...)
+    """
+    if weights.dim() < 2:
+        raise ValueError(f"weights must have shape (..., n_q, n_k), got {tuple(weights.shape)}")
+    dist = _distances(*weights.shape[-2:], device=weights.device).to(weights.dtype)
+    return (weights * dist).sum(-1).mean(-1)  # (..., n_q) -> (...)
+
+
+def attention_mass_beyond(weights: torch.Tensor, distance: int) -> torch.Tensor:
+    """Fraction of attention weight on keys more than ``distance`` positions away, per query averaged.
+
+    weights: (..., n_q, n_k) -> (...)
+    """
+    if weights.dim() < 2:
+        raise ValueError(f"weights must have shape (..., n_q, n_k), got {tuple(weights.shape)}")
+    far = _distances(*weights.shape[-2:], device=weights.device) > distance  # (n_q, n_k)
+    return (weights * far).sum(-1).mean(-1)  # (..., n_q) -> (...)
