@@ -6,11 +6,12 @@ STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard chapters/*.ipynb))
 NBVAL := $(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-current-env chapters
 
-.PHONY: help install book test lint unit nbval build notebooks lab clean
+.PHONY: help install book test lint unit nbval build browser notebooks lab clean
 
 help:
 	@echo "make book       set up .venv, install, build the book into _build/html"
-	@echo "make test       ruff, unit tests, nbval over every notebook (1 and 2 threads), strict book build"
+	@echo "make test       ruff, unit tests, nbval over every notebook (1 and 2 threads), strict book build,"
+	@echo "                every page of the built book checked in headless Chromium"
 	@echo "make notebooks  re-execute every notebook top to bottom in a fresh kernel (refresh stored outputs)"
 	@echo "make lab        open the notebooks in JupyterLab"
 
@@ -30,7 +31,7 @@ book: $(STAMP) build
 build: $(STAMP)
 	$(BIN)/jupyter-book build . -n -W --keep-going
 
-test: $(STAMP) lint unit nbval build
+test: $(STAMP) lint unit nbval build browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,6 +42,10 @@ unit: $(STAMP)
 nbval: $(STAMP)
 	OMP_NUM_THREADS=1 $(NBVAL)
 	OMP_NUM_THREADS=2 $(NBVAL)
+
+# Needs Chromium (apt-get install chromium); screenshots land in _build/screenshots/.
+browser: $(STAMP) build
+	$(BIN)/python -m pytest -p no:cacheprovider browser_tests
 
 notebooks: $(STAMP)
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 $(NOTEBOOKS)

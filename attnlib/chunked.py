@@ -1,0 +1,121 @@
+"""Attention in memory linear in the sequence length: blocks of keys, an online softmax.
+
+``attention`` builds the whole ``(n_q, n_k)`` score matrix. ``chunked_attention`` computes the
+same output one tile of ``block_size`` queries by ``block_size`` keys at a time. For each query
+it keeps a running maximum ``m``, a running sum ``l`` of ``exp(s - m)`` and a running weighted
+sum ``acc`` of the values; when a new block raises the maximum, the old ``l`` and ``acc`` are
+rescaled by ``exp(m_old - m_new)`` (the online softmax of Milakov and Gimelshein, used for
+attention by Rabe and Staats and by FlashAttention). At the end ``output = acc / l``.
+"""
+
+import math
+
+import torch
+
+from ._checks import check_batch, check_float, check_mask, check_same_dtype
+
+
+def _check_inputs(q, k, v, mask, block_size) -> tuple[int, ...]:
+    """Check like :func:`attnlib.attention` does; return the scores' shape (..., n_q, n_k)."""
+    check_float("v", v)
+    check_float("k", k)
+    check_float("q", q)
+    check_same_dtype(q=q, k=k, v=v)
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"k and v must have the same number of positions n_k, got k {tuple(k.shape)} "
+            f"and v {tuple(v.shape)}"
+        )
+    check_batch(k.shape, v.shape, "k and v")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"q and k must have the same feature size d, got q {tuple(q.shape)} (d={q.shape[-1]}) "
+            f"and k {tuple(k.shape)} (d={k.shape[-1]})"
+        )
+    check_batch(q.shape, k.shape, "q and k")
+    if isinstance(block_size, bool) or not isinstance(block_size, int):
+        raise TypeError(f"block_size must be an int, got {type(block_size).__name__}")
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    lead = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    scores_shape = (*lead, q.shape[-2], k.shape[-2])
+    if mask is not None:
+        check_mask(mask, scores_shape)
+    return scores_shape
+
+
+def _tile_mask(mask, causal, q0, q1, k0, k1, device):
+    """The boolean mask of one tile (True = may attend), or None if every key may be attended."""
+    tile = None if mask is None else mask[..., q0:q1, k0:k1]  # (..., q1 - q0, k1 - k0)
+    if causal and k1 - 1 > q0:  # some key in the tile lies after some query: j > i
+        rows = torch.arange(q0, q1, device=device).unsqueeze(-1)  # (q1 - q0, 1)
+        cols = torch.arange(k0, k1, device=device)  # (k1 - k0,)
+        tri = rows >= cols  # (q1 - q0, k1 - k0): key j <= query i
+        tile = tri if tile is None else tile & tri
+    return tile
+
+
+def _query_block(q_blk, k, v, mask, causal, q0, block_size):
+    """Attention of one block of (already scaled) queries over all keys, one key block at a time.
+
+    q_blk: (..., b_q, d), k: (..., n_k, d), v: (..., n_k, d_v) -> (..., b_q, d_v)
+    """
+    q1, n_k = q0 + q_blk.shape[-2], k.shape[-2]
+    k_end = min(n_k, q1) if causal else n_k  # causal: keys after the last query are never seen
+    m = l = acc = None
+    for k0 in range(0, k_end, block_size):
+        k1 = min(k0 + block_size, k_end)
+        s = q_blk @ k[..., k0:k1, :].transpose(-2, -1)  # (..., b_q, d) @ (..., d, b_k) -> (..., b_q, b_k)
+        tile = _tile_mask(mask, causal, q0, q1, k0, k1, s.device)
+        if tile is not None:
+            s = s.masked_fill_(~tile, float("-inf"))  # (..., b_q, b_k): masked keys get -inf
+        m_blk = s.amax(dim=-1, keepdim=True)  # (..., b_q, 1)
+        m_new = m_blk if m is None else torch.maximum(m, m_blk)  # (..., b_q, 1)
+        m_new = torch.where(torch.isfinite(m_new), m_new, 0.0)  # nothing seen yet: -inf -> 0
+        p = s.sub_(m_new).exp_()  # (..., b_q, b_k): exp(s - m_new) in place; masked keys -> 0
+        pv = p @ v[..., k0:k1, :]  # (..., b_q, b_k) @ (..., b_k, d_v) -> (..., b_q, d_v)
+        if acc is None:
+            l, acc = p.sum(dim=-1, keepdim=True), pv  # (..., b_q, 1), (..., b_q, d_v)
+        else:
+            rescale = torch.exp(m - m_new)  # (..., b_q, 1): old sums were relative to the old max
+            l = l.mul_(rescale).add_(p.sum(dim=-1, keepdim=True))  # (..., b_q, 1)
+            acc = acc.mul_(rescale).add_(pv)  # (..., b_q, d_v)
+        m = m_new
+    return acc / torch.where(l > 0, l, 1.0)  # a row that saw no key has acc = 0 -> output 0
+
+
+def chunked_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    causal: bool = False,
+    block_size: int = 512,
+) -> torch.Tensor:
+    """Scaled dot-product attention ``softmax(Q K^T / sqrt(d)) V`` without the score matrix.
+
+    q: (..., n_q, d), k: (..., n_k, d), v: (..., n_k, d_v) -> output (..., n_q, d_v)
+
+    Equal (up to rounding) to ``attention(q, k, v, mask=mask, causal=causal)[0]``, but the
+    largest intermediate is one ``(..., block_size, block_size)`` tile of scores, so the extra
+    memory grows linearly with n_q (the output) instead of as n_q * n_k. Only the output is
+    returned: the weights are never stored.
+    mask: boolean, broadcastable to (..., n_q, n_k); ``True`` = may attend.
+    causal: query i may attend to keys j <= i (top-left aligned, as torch's ``is_causal``).
+    block_size: queries and keys per tile, an int >= 1; need not divide n_q or n_k.
+    Rows with nothing to attend to get a zero output, never NaN.
+    """
+    scores_shape = _check_inputs(q, k, v, mask, block_size)
+    n_q, d_v = q.shape[-2], v.shape[-1]
+    if mask is not None:
+        mask = mask.expand(scores_shape)  # a view: slicing a tile out of it needs the full shape
+    q = q.expand(*scores_shape[:-2], *q.shape[-2:])  # (..., n_q, d): every tile then has the full leading shape
+    q = q * (1.0 / math.sqrt(q.shape[-1]))  # (..., n_q, d): scale once, not every tile
+    out = q.new_zeros(*scores_shape[:-2], n_q, d_v)  # (..., n_q, d_v)
+    if scores_shape[-1] == 0:
+        return out  # no keys at all: every row is fully masked
+    for q0 in range(0, n_q, block_size):
+        q1 = min(q0 + block_size, n_q)
+        out[..., q0:q1, :] = _query_block(q[..., q0:q1, :], k, v, mask, causal, q0, block_size)
+    return out

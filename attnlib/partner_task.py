@@ -1,0 +1,139 @@
+"""The partner task: every token must read the label of its partner under a fixed permutation.
+
+The vocabulary is cut into cycles of ``cycle_length`` tokens; ``perm`` maps every token to the
+next token of its cycle (``a -> b -> c -> a``). A sequence is a few whole cycles in random order,
+and every position also carries a random label. Position i must output the label at the
+position that holds ``perm(tokens[i])``: to do so it has to attend to its partner.
+
+Queries and keys see only the tokens, values see only the labels, so the score function alone
+decides whether the right position is found.
+"""
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .attention import attention
+
+PARTNER_SCORES = ("dot", "bilinear")
+
+
+class PartnerBatch(NamedTuple):
+    tokens: torch.Tensor  # (batch, n) token ids
+    labels: torch.Tensor  # (batch, n) the label each position carries
+    partner: torch.Tensor  # (batch, n) position of perm(tokens[b, i]) in sequence b
+    targets: torch.Tensor  # (batch, n) label at the partner's position
+
+
+class PartnerTask:
+    """A fixed permutation of ``vocab_size`` tokens made of cycles of ``cycle_length``.
+
+    ``seed`` fixes the permutation. ``batch`` draws sequences of ``n_cycles * cycle_length``
+    distinct tokens (whole cycles, so every partner is present) with labels in ``[0, n_labels)``.
+    """
+
+    def __init__(self, vocab_size: int = 24, cycle_length: int = 3, n_cycles: int = 3, n_labels: int = 8, seed=0):
+        if cycle_length < 2 or vocab_size % cycle_length != 0:
+            raise ValueError(
+                f"cycle_length must be >= 2 and divide vocab_size, got cycle_length={cycle_length}, "
+                f"vocab_size={vocab_size}"
+            )
+        if not 1 <= n_cycles <= vocab_size // cycle_length or n_labels < 2:
+            raise ValueError(
+                f"need 1 <= n_cycles <= vocab_size / cycle_length = {vocab_size // cycle_length} and "
+                f"n_labels >= 2, got n_cycles={n_cycles}, n_labels={n_labels}"
+            )
+        self.vocab_size, self.n_cycles, self.n_labels = vocab_size, n_cycles, n_labels
+        order = torch.randperm(vocab_size, generator=torch.Generator().manual_seed(seed))
+        self.cycles = order.view(-1, cycle_length)  # (vocab_size / cycle_length, cycle_length)
+        self.perm = torch.empty(vocab_size, dtype=torch.long)  # (vocab_size,): token -> partner
+        self.perm[self.cycles] = self.cycles.roll(-1, dims=1)  # each token -> the next in its cycle
+
+    def batch(self, batch_size: int, generator: torch.Generator | None = None) -> PartnerBatch:
+        """Draw ``batch_size`` sequences; ``generator`` makes the draw reproducible."""
+        n_all = self.cycles.shape[0]
+        picks = torch.rand(batch_size, n_all, generator=generator).argsort(dim=1)[:, : self.n_cycles]
+        tokens = self.cycles[picks].flatten(1)  # (batch, n_cycles, cycle_length) -> (batch, n)
+        n = tokens.shape[1]
+        shuffle = torch.rand(batch_size, n, generator=generator).argsort(dim=1)  # (batch, n)
+        tokens = tokens.gather(1, shuffle)  # whole cycles, in random positions
+        labels = torch.randint(self.n_labels, (batch_size, n), generator=generator)  # (batch, n)
+        position = torch.zeros(batch_size, self.vocab_size, dtype=torch.long)  # (batch, vocab_size)
+        position.scatter_(1, tokens, torch.arange(n).expand(batch_size, n))  # token -> its position
+        partner = position.gather(1, self.perm[tokens])  # (batch, n)
+        return PartnerBatch(tokens, labels, partner, labels.gather(1, partner))
+
+    def _check_model(self, model) -> None:
+        if not isinstance(model, PartnerAttention):
+            raise TypeError(f"model must be a PartnerAttention, got {type(model).__name__}")
+        sizes = (model.embed.num_embeddings, model.values.num_embeddings)
+        if sizes != (self.vocab_size, self.n_labels):
+            raise ValueError(
+                f"model has (vocab_size, n_labels) = {sizes}, the task ({self.vocab_size}, {self.n_labels})"
+            )
+
+    def train(self, model: "PartnerAttention", steps: int = 400, batch_size: int = 64, lr: float = 0.03,
+              seed: int = 0) -> list[float]:
+        """Train ``model`` with Adam on the cross-entropy of the targets; data from a generator seeded with ``seed``.
+
+        Returns the loss of every step.
+        """
+        self._check_model(model)
+        generator = torch.Generator().manual_seed(seed)
+        optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+        losses = []
+        for _ in range(steps):
+            b = self.batch(batch_size, generator)
+            logits, _ = model(b.tokens, b.labels)  # (batch, n, n_labels)
+            loss = F.cross_entropy(logits.flatten(0, 1), b.targets.flatten())  # (batch * n, n_labels)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+        return losses
+
+    @torch.no_grad()
+    def evaluate(self, model: "PartnerAttention", n_sequences: int = 2000, seed: int = 1) -> tuple[float, float]:
+        """Return ``(accuracy, partner_hit)`` on fresh sequences.
+
+        accuracy: fraction of positions whose largest logit is the target label.
+        partner_hit: fraction of positions whose largest attention weight is on the partner.
+        """
+        self._check_model(model)
+        b = self.batch(n_sequences, torch.Generator().manual_seed(seed))
+        logits, weights = model(b.tokens, b.labels)  # (N, n, n_labels), (N, n, n)
+        accuracy = (logits.argmax(-1) == b.targets).float().mean().item()
+        partner_hit = (weights.argmax(-1) == b.partner).float().mean().item()
+        return accuracy, partner_hit
+
+
+class PartnerAttention(nn.Module):
+    """One attention layer for the partner task; queries and keys are the same token embedding.
+
+    ``score="dot"``: ``s_ij = e_i · e_j`` with ``q = k = e = embed(token)``, no projections.
+    ``score="bilinear"``: ``s_ij = e_i^T W e_j``, with ``W: (d, d)`` learnt, initialised to the
+    identity (so both models start as the same function). The embedding starts with standard
+    deviation ``1/sqrt(d)``, so ``|e| ≈ 1`` and the first scores are small. Values are a learnt
+    embedding of the labels, of width ``n_labels``, and the attention output is read as the label logits.
+    tokens, labels: (batch, n) -> logits (batch, n, n_labels), weights (batch, n, n)
+    """
+
+    def __init__(self, vocab_size: int, n_labels: int, d: int = 16, score: str = "dot"):
+        super().__init__()
+        if score not in PARTNER_SCORES:
+            raise ValueError(f"unknown score {score!r}; allowed: {', '.join(repr(s) for s in PARTNER_SCORES)}")
+        self.score = score
+        self.embed = nn.Embedding(vocab_size, d)
+        nn.init.normal_(self.embed.weight, std=d**-0.5)
+        self.values = nn.Embedding(n_labels, n_labels)
+        self.weight = nn.Parameter(torch.eye(d)) if score == "bilinear" else None
+
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor):
+        if tokens.shape != labels.shape or tokens.dim() < 1:
+            raise ValueError(f"tokens and labels must have the same shape (..., n), got "
+                             f"{tuple(tokens.shape)} and {tuple(labels.shape)}")
+        e = self.embed(tokens)  # (batch, n) -> (batch, n, d): queries and keys
+        v = self.values(labels)  # (batch, n) -> (batch, n, n_labels)
+        return attention(e, e, v, score=self.score, weight=self.weight)  # (batch, n, n_labels), (batch, n, n)

@@ -1,0 +1,126 @@
+"""Text data for a character-level language model: the book's own text, a tokenizer, splits, batches."""
+
+import json
+from pathlib import Path
+
+import torch
+import yaml
+
+
+def find_book_root(start: str | Path = ".") -> Path:
+    """The first folder, from ``start`` upwards, that holds the book's ``_toc.yml``."""
+    here = Path(start).resolve()
+    for folder in [here, *here.parents]:
+        if (folder / "_toc.yml").is_file():
+            return folder
+    raise ValueError(f"no _toc.yml in {here} or any folder above it")
+
+
+def _toc_entries(node) -> list[str]:
+    """Every ``root:`` and ``file:`` entry of a Jupyter Book table of contents, in reading order."""
+    if isinstance(node, list):
+        return [entry for item in node for entry in _toc_entries(item)]
+    if not isinstance(node, dict):
+        return []
+    own = [str(node[key]) for key in ("root", "file") if key in node]
+    return own + [entry for value in node.values() for entry in _toc_entries(value)]
+
+
+def _markdown_of_notebook(path: Path) -> str:
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    sources = [c["source"] for c in cells if c["cell_type"] == "markdown"]
+    return "\n\n".join(s if isinstance(s, str) else "".join(s) for s in sources)
+
+
+def book_documents(root: str | Path) -> dict[str, str]:
+    """The book's prose, one entry per page: ``{name: text}`` in reading order.
+
+    Pages are the entries of ``root/_toc.yml`` (a notebook contributes its markdown cells, a
+    ``.md`` page its whole text), then any ``chapters/*.ipynb`` the table of contents does not
+    list yet. Entries whose file does not exist (yet) are skipped. Names have no extension.
+    """
+    root = Path(root)
+    toc_path = root / "_toc.yml"
+    if not toc_path.is_file():
+        raise ValueError(f"{root} has no _toc.yml; pass the book's root folder (see find_book_root)")
+    names = [str(Path(e).with_suffix("")) for e in _toc_entries(yaml.safe_load(toc_path.read_text(encoding="utf-8")))]
+    names += sorted(str(p.relative_to(root).with_suffix("")) for p in (root / "chapters").glob("*.ipynb"))
+    documents = {}
+    for name in dict.fromkeys(names):  # de-duplicated, order kept
+        if (root / f"{name}.ipynb").is_file():
+            documents[name] = _markdown_of_notebook(root / f"{name}.ipynb")
+        elif (root / f"{name}.md").is_file():
+            documents[name] = (root / f"{name}.md").read_text(encoding="utf-8")
+    return documents
+
+
+def book_text(root: str | Path) -> str:
+    """All of :func:`book_documents` joined into one string, pages separated by a blank line."""
+    return "\n\n".join(book_documents(root).values())
+
+
+class CharTokenizer:
+    """Characters as tokens: the vocabulary is the sorted set of characters of a text.
+
+    ``encode(text) -> (n,)`` int64 ids; ``decode(ids) -> text``; ``decode(encode(t)) == t``.
+    """
+
+    def __init__(self, text: str):
+        if not text:
+            raise ValueError("the text is empty: no vocabulary to build")
+        self.chars = sorted(set(text))
+        self.index = {c: i for i, c in enumerate(self.chars)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> torch.Tensor:
+        unknown = sorted(set(text) - self.index.keys())
+        if unknown:
+            raise ValueError(f"characters not in the vocabulary: {unknown!r}")
+        return torch.tensor([self.index[c] for c in text], dtype=torch.long)  # (n,)
+
+    def decode(self, ids) -> str:
+        ids = torch.as_tensor(ids)
+        if ids.dim() != 1:
+            raise ValueError(f"ids must have shape (n,), got {tuple(ids.shape)}")
+        if len(ids) and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            raise ValueError(f"ids must lie in [0, {self.vocab_size}), got {ids.min()}..{ids.max()}")
+        return "".join(self.chars[i] for i in ids.tolist())
+
+
+def train_val_split(ids: torch.Tensor, val_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a token sequence (n,) into its first part for training and its last part for validation.
+
+    The two parts are contiguous and share no position: ``torch.cat([train, val])`` is ``ids``.
+    """
+    if ids.dim() != 1:
+        raise ValueError(f"ids must have shape (n,), got {tuple(ids.shape)}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
+    n_val = round(len(ids) * val_fraction)
+    if n_val < 1 or n_val >= len(ids):
+        raise ValueError(f"{len(ids)} tokens are too few to keep a fraction {val_fraction} for validation")
+    return ids[: len(ids) - n_val], ids[len(ids) - n_val :]  # (n - n_val,), (n_val,)
+
+
+def get_batch(
+    ids: torch.Tensor, batch_size: int, context: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows of a token sequence and their targets, the same windows shifted by one.
+
+    ids: (n,) -> x (batch_size, context), y (batch_size, context) with ``y[b, t] = x[b, t + 1]``
+    inside the window: the model reads ``x[b, :t+1]`` and must predict ``y[b, t]``.
+    """
+    if ids.dim() != 1:
+        raise ValueError(f"ids must have shape (n,), got {tuple(ids.shape)}")
+    if batch_size < 1 or context < 1:
+        raise ValueError(f"batch_size and context must be >= 1, got {batch_size} and {context}")
+    if len(ids) <= context:
+        raise ValueError(f"a sequence of {len(ids)} tokens has no window of context {context} plus a target")
+    starts = torch.randint(len(ids) - context, (batch_size,), generator=generator)  # (batch_size,)
+    offsets = torch.arange(context)  # (context,)
+    x = ids[starts[:, None] + offsets]  # (batch_size, 1) + (context,) -> (batch_size, context)
+    y = ids[starts[:, None] + offsets + 1]  # (batch_size, context), shifted by one
+    return x, y

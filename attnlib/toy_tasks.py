@@ -1,0 +1,90 @@
+"""A toy task that needs attention (associative recall) and the one-head model that learns it."""
+
+import torch
+from torch import nn
+
+from .attention import attention
+
+
+def retrieval_batch(
+    batch: int, n_pairs: int, n_symbols: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Associative recall: ``n_pairs`` (key, value) symbol pairs and a query equal to one of the keys.
+
+    The answer is the value paired with the query's key; the other ``n_pairs - 1`` pairs are
+    distractors. Keys are distinct within a row, values are drawn with replacement.
+    -> keys (batch, n_pairs), values (batch, n_pairs), query (batch,), target (batch,); all int64.
+    """
+    if batch < 1 or n_pairs < 1 or n_symbols < n_pairs:
+        raise ValueError(
+            f"need batch >= 1 and 1 <= n_pairs <= n_symbols, got batch={batch}, "
+            f"n_pairs={n_pairs}, n_symbols={n_symbols}"
+        )
+    order = torch.rand(batch, n_symbols, generator=generator).argsort(dim=-1)  # (batch, n_symbols)
+    keys = order[:, :n_pairs]  # (batch, n_pairs): distinct symbols
+    values = torch.randint(n_symbols, (batch, n_pairs), generator=generator)  # (batch, n_pairs)
+    position = torch.randint(n_pairs, (batch, 1), generator=generator)  # (batch, 1): the pair asked for
+    query = keys.gather(1, position).squeeze(1)  # (batch,)
+    target = values.gather(1, position).squeeze(1)  # (batch,)
+    return keys, values, query, target
+
+
+class RetrievalAttention(nn.Module):
+    """One attention head for :func:`retrieval_batch`: the query symbol attends over the keys.
+
+    ``q = W_q e(query)``, ``k_j = W_k e(key_j)``, ``v_j = f(value_j)``, then
+    ``logits = W_out attention(q, k, v)``. ``e`` and ``f`` are embeddings with N(0, 1) components
+    and ``W_q``, ``W_k`` start as N(0, 1/d_head), so q and k start with unit-variance components.
+    score: ``"dot"`` or ``"scaled_dot"`` (divide by sqrt(d_head)).
+    keys, values: (batch, n_pairs), query: (batch,) -> logits (batch, n_symbols), weights (batch, n_pairs)
+    """
+
+    def __init__(self, n_symbols: int, d_head: int, score: str = "scaled_dot"):
+        super().__init__()
+        if score not in ("dot", "scaled_dot"):
+            raise ValueError(f"score must be 'dot' or 'scaled_dot', got {score!r}")
+        self.score = score
+        self.key_embedding = nn.Embedding(n_symbols, d_head)
+        self.value_embedding = nn.Embedding(n_symbols, d_head)
+        self.w_q = nn.Linear(d_head, d_head, bias=False)
+        self.w_k = nn.Linear(d_head, d_head, bias=False)
+        nn.init.normal_(self.w_q.weight, std=d_head**-0.5)
+        nn.init.normal_(self.w_k.weight, std=d_head**-0.5)
+        self.readout = nn.Linear(d_head, n_symbols)
+
+    def forward(self, keys: torch.Tensor, values: torch.Tensor, query: torch.Tensor):
+        if keys.dim() != 2 or values.shape != keys.shape or query.shape != keys.shape[:1]:
+            raise ValueError(
+                "expected keys (batch, n_pairs), values (batch, n_pairs), query (batch,); got "
+                f"{tuple(keys.shape)}, {tuple(values.shape)}, {tuple(query.shape)}"
+            )
+        q = self.w_q(self.key_embedding(query)).unsqueeze(1)  # (batch,) -> (batch, 1, d_head)
+        k = self.w_k(self.key_embedding(keys))  # (batch, n_pairs) -> (batch, n_pairs, d_head)
+        v = self.value_embedding(values)  # (batch, n_pairs) -> (batch, n_pairs, d_head)
+        out, weights = attention(q, k, v, score=self.score)  # (batch, 1, d_head), (batch, 1, n_pairs)
+        return self.readout(out.squeeze(1)), weights.squeeze(1)  # (batch, n_symbols), (batch, n_pairs)
+
+
+def train_retrieval(
+    score: str, *, d_head: int, n_symbols: int, n_pairs: int, steps: int, batch: int = 64,
+    lr: float = 1e-3, seed: int = 0,
+) -> tuple[RetrievalAttention, list[float]]:
+    """Train a fresh :class:`RetrievalAttention` with Adam on fresh batches; return it and the losses.
+
+    The same ``seed`` gives the same initial weights and the same batches whatever ``score`` is,
+    so two runs differ only in the scale of the scores. Loss: cross-entropy of the answer.
+    """
+    torch.manual_seed(seed)
+    model = RetrievalAttention(n_symbols, d_head, score=score)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    data = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(steps):
+        keys, values, query, target = retrieval_batch(batch, n_pairs, n_symbols, generator=data)
+        logits, _ = model(keys, values, query)  # (batch, n_symbols)
+        loss = nn.functional.cross_entropy(logits, target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return model, losses

@@ -1,0 +1,206 @@
+"""The built book, as a reader meets it: every page of _toc.yml in a headless Chromium.
+
+Run after `jupyter-book build .` (the Makefile's `browser` target does both in order). Serves
+_build/html on 127.0.0.1, blocks every request that leaves this machine, and on each page checks
+status, local assets, console errors, images, MathJax typesetting and internal links. Saves a
+full-page screenshot of each page under _build/screenshots/.
+"""
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+SHOTS = ROOT / "_build" / "screenshots"
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def toc_pages() -> list[str]:
+    """Every file named in _toc.yml, root first, without extension."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc.get("parts", []):
+        pages += [chapter["file"] for chapter in part["chapters"]]
+    return pages
+
+
+PAGES = toc_pages()
+
+
+def find_chromium() -> str | None:
+    for name in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+class _Ids(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids = set()
+
+    def handle_starttag(self, tag, attrs):
+        for key, value in attrs:
+            if key in ("id", "name") and value:
+                self.ids.add(value)
+
+
+@functools.cache
+def ids_of(path: Path) -> frozenset:
+    parser = _Ids()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return frozenset(parser.ids)
+
+
+@pytest.fixture(scope="session")
+def server():
+    if not (HTML / "index.html").exists():
+        pytest.fail("_build/html/index.html is missing: build the book first (make build)")
+    handler = functools.partial(_QuietHandler, directory=str(HTML))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def browser():
+    executable = find_chromium()
+    if executable is None:
+        message = (
+            "NO BROWSER: Chromium was not found, so the built book was NOT tested in a browser. "
+            "Install it (Debian/Ubuntu: apt-get install chromium) or set CHROMIUM=/path/to/chromium."
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=executable,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        yield browser
+        browser.close()
+
+
+# Runs in the page: waits for MathJax, forces images to load, and reports what a reader would see.
+INSPECT = r"""
+async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  const images = [...document.images];
+  images.forEach(img => { img.loading = "eager"; });
+  await Promise.all(images.map(img => img.decode().catch(() => null)));
+  const math = [...document.querySelectorAll(".math")];
+  const untypeset = math.filter(el => !el.querySelector("mjx-container")).map(el => el.textContent.slice(0, 60));
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const raw = [];
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const parent = node.parentElement;
+    if (parent.closest("pre, code, script, style, mjx-container, .highlight, textarea")) continue;
+    const text = node.textContent;  // leftover TeX delimiters: \( \[ $$ or $...$
+    if (/\\\(|\\\[|\$\$|(^|\s)\$[^$\s][^$]*\$/.test(text)) raw.push(text.slice(0, 80));
+  }
+  return {
+    images: images.map(img => ({src: img.currentSrc || img.src, width: img.naturalWidth})),
+    mathCount: math.length,
+    untypeset: untypeset,
+    rawMath: raw,
+    links: [...document.querySelectorAll("a[href]")].map(a => a.href),
+    text: document.querySelector("main, article, body").innerText,
+    hasMathJax: !!window.MathJax,
+  };
+}
+"""
+
+
+@pytest.mark.parametrize("page_name", PAGES)
+def test_page(page_name, server, browser):
+    path = HTML / f"{page_name}.html"
+    assert path.exists(), f"{page_name} is in _toc.yml but {path.relative_to(ROOT)} was not built"
+    origin = urlsplit(server).netloc
+    failed, external, console_errors = [], [], []
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+    def guard(route):
+        if urlsplit(route.request.url).netloc == origin or route.request.url.startswith("data:"):
+            route.continue_()
+        else:
+            external.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", guard)
+    page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))
+    page.on("response", lambda r: r.status >= 400 and failed.append(f"{r.url} (HTTP {r.status})"))
+    page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
+    page.on("pageerror", lambda e: console_errors.append(str(e)))
+
+    response = page.goto(f"{server}/{page_name}.html", wait_until="load")
+    assert response is not None and response.status == 200, f"{page_name}: HTTP {response and response.status}"
+    info = page.evaluate(INSPECT)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{page_name.replace('/', '__')}.png"), full_page=True)
+    page.close()
+
+    assert not external, f"{page_name}: requests leave this machine (the book must work offline): {external}"
+    local_failures = [f for f in failed if urlsplit(f.split(" ")[0]).netloc == origin]
+    assert not local_failures, f"{page_name}: local assets failed to load: {local_failures}"
+    assert not console_errors, f"{page_name}: JavaScript console errors: {console_errors}"
+    broken = [img["src"] for img in info["images"] if img["width"] == 0]
+    assert not broken, f"{page_name}: images that did not decode: {broken}"
+    if info["mathCount"]:
+        assert info["hasMathJax"], f"{page_name}: has math but MathJax did not load"
+    assert not info["untypeset"], f"{page_name}: math left untypeset by MathJax: {info['untypeset'][:5]}"
+    assert not info["rawMath"], f"{page_name}: raw TeX in the page text: {info['rawMath'][:5]}"
+
+    bad_links = []
+    for link in info["links"]:
+        target = urlsplit(link)
+        if target.netloc != origin:
+            continue
+        file = HTML / unquote(target.path).lstrip("/")
+        if file.is_dir():
+            file = file / "index.html"
+        if not file.exists():
+            bad_links.append(f"{link} (no such file)")
+        elif target.fragment and file.suffix == ".html" and unquote(target.fragment) not in ids_of(file):
+            bad_links.append(f"{link} (no such anchor)")
+    assert not bad_links, f"{page_name}: internal links that do not resolve: {bad_links}"
+
+    if page_name.startswith("chapters/"):
+        notebook = urljoin(f"{server}/", f"_sources/{page_name}.ipynb")
+        assert notebook in info["links"], f"{page_name}: no download link to its .ipynb"
+        assert (HTML / "_sources" / f"{page_name}.ipynb").exists()
+        mentions_figure = re.search(r"\b(figure|plot|heatmap)s?\b", info["text"], re.IGNORECASE)
+        real_images = [img for img in info["images"] if img["width"] > 0 and "_images/" in img["src"]]
+        if mentions_figure:
+            assert real_images, f"{page_name}: the text refers to a figure but the page shows none"
+
+
+def test_header_links_to_the_repository(server, browser):
+    url = CONFIG["repository"]["url"]
+    page = browser.new_page()
+    page.route("**/*", lambda route: route.continue_() if "127.0.0.1" in route.request.url else route.abort())
+    page.goto(f"{server}/{PAGES[0]}.html")
+    hrefs = page.eval_on_selector_all(".article-header-buttons a[href], header a[href]", "els => els.map(e => e.href)")
+    page.close()
+    assert any(h.rstrip("/") == url.rstrip("/") for h in hrefs), f"no header link to {url}; header links: {hrefs}"

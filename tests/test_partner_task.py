@@ -1,0 +1,141 @@
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch.testing import assert_close
+
+from attnlib import (
+    PartnerAttention,
+    PartnerTask,
+    bilinear_scores,
+    dot_scores,
+    softmax,
+)
+
+
+@pytest.mark.parametrize("vocab_size, cycle_length", [(24, 3), (12, 2), (20, 5)])
+def test_permutation_is_made_of_cycles_without_fixed_points(vocab_size, cycle_length):
+    task = PartnerTask(vocab_size, cycle_length, n_cycles=1, seed=3)
+    assert sorted(task.perm.tolist()) == list(range(vocab_size))  # a permutation
+    assert (task.perm != torch.arange(vocab_size)).all()  # nobody is its own partner
+    t = torch.arange(vocab_size)
+    for _ in range(cycle_length):
+        t = task.perm[t]
+    assert torch.equal(t, torch.arange(vocab_size))  # perm^cycle_length = identity
+    for cycle in task.cycles.tolist():
+        assert [task.perm[a].item() for a in cycle] == cycle[1:] + cycle[:1]
+
+
+def test_seed_fixes_the_permutation():
+    assert torch.equal(PartnerTask(seed=5).perm, PartnerTask(seed=5).perm)
+    assert not torch.equal(PartnerTask(seed=5).perm, PartnerTask(seed=6).perm)
+
+
+@given(seed=st.integers(0, 10_000), n_cycles=st.integers(1, 4))
+def test_batch_partners_and_targets(seed, n_cycles):
+    task = PartnerTask(vocab_size=12, cycle_length=3, n_cycles=n_cycles, n_labels=5)
+    b = task.batch(7, torch.Generator().manual_seed(seed))
+    n = 3 * n_cycles
+    assert b.tokens.shape == b.labels.shape == b.partner.shape == b.targets.shape == (7, n)
+    for row in b.tokens.tolist():
+        assert len(set(row)) == n  # distinct tokens
+    assert torch.equal(b.tokens.gather(1, b.partner), task.perm[b.tokens])  # the partner sits there
+    assert torch.equal(b.targets, b.labels.gather(1, b.partner))
+    assert b.labels.min() >= 0 and b.labels.max() < 5
+
+
+def test_batch_is_reproducible_with_a_generator():
+    task = PartnerTask()
+    a = task.batch(4, torch.Generator().manual_seed(1))
+    b = task.batch(4, torch.Generator().manual_seed(1))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_dot_model_weights_are_softmax_of_raw_dot_products():
+    task = PartnerTask()
+    model = PartnerAttention(task.vocab_size, task.n_labels, d=8, score="dot").double()
+    b = task.batch(3, torch.Generator().manual_seed(0))
+    logits, weights = model(b.tokens, b.labels)
+    e = model.embed(b.tokens)  # q = k = e
+    assert_close(weights, softmax(dot_scores(e, e)))
+    assert_close(logits, weights @ model.values(b.labels))
+
+
+def test_bilinear_model_uses_its_weight_and_starts_as_the_dot_model():
+    task = PartnerTask()
+    torch.manual_seed(0)
+    dot = PartnerAttention(task.vocab_size, task.n_labels, d=8, score="dot").double()
+    torch.manual_seed(0)
+    bil = PartnerAttention(task.vocab_size, task.n_labels, d=8, score="bilinear").double()
+    b = task.batch(3, torch.Generator().manual_seed(0))
+    assert_close(bil(b.tokens, b.labels), dot(b.tokens, b.labels))  # W = I at the start
+    with torch.no_grad():
+        bil.weight.copy_(torch.randn(8, 8, dtype=torch.float64))
+    e = bil.embed(b.tokens)
+    assert_close(bil(b.tokens, b.labels)[1], softmax(bilinear_scores(e, e, bil.weight)))
+
+
+def test_a_bilinear_weight_can_express_the_permutation():
+    # One-hot embeddings and W[t, perm(t)] = 1: each token scores exactly its partner highly.
+    task = PartnerTask()
+    v = task.vocab_size
+    model = PartnerAttention(v, task.n_labels, d=v, score="bilinear").double()
+    with torch.no_grad():
+        model.embed.weight.copy_(torch.eye(v, dtype=torch.float64))
+        model.weight.zero_()
+        model.weight[torch.arange(v), task.perm] = 50.0
+        model.values.weight.copy_(10.0 * torch.eye(task.n_labels, dtype=torch.float64))
+    assert task.evaluate(model, n_sequences=200) == (1.0, 1.0)
+
+
+@given(seed=st.integers(0, 10_000), cycle_length=st.sampled_from([2, 3, 4]))
+def test_no_dot_model_can_find_every_partner(seed, cycle_length):
+    # s(t, t) = |e_t|^2 > e_t · e_perm(t) for at least one token of every cycle (Cauchy-Schwarz
+    # around the cycle), so at most (L - 1) / L of the positions attend most to their partner.
+    task = PartnerTask(vocab_size=12, cycle_length=cycle_length, n_cycles=2)
+    torch.manual_seed(seed)
+    model = PartnerAttention(task.vocab_size, task.n_labels, d=4, score="dot").double()
+    with torch.no_grad():
+        model.embed.weight.mul_(torch.rand(task.vocab_size, 1, dtype=torch.float64) * 10)  # any lengths
+    _, partner_hit = task.evaluate(model, n_sequences=50)
+    assert partner_hit <= (cycle_length - 1) / cycle_length
+
+
+def test_training_is_reproducible_and_bilinear_learns():
+    task = PartnerTask()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = PartnerAttention(task.vocab_size, task.n_labels, d=16, score="bilinear")
+        runs.append((task.train(model, steps=150), task.evaluate(model, n_sequences=500)))
+    assert runs[0] == runs[1]
+    losses, (accuracy, partner_hit) = runs[0]
+    assert losses[-1] < losses[0] / 4
+    assert accuracy > 0.9 and partner_hit > 0.9
+
+
+def test_bad_task_arguments():
+    with pytest.raises(ValueError, match="cycle_length=5, vocab_size=24"):
+        PartnerTask(vocab_size=24, cycle_length=5)
+    with pytest.raises(ValueError, match="cycle_length=1"):
+        PartnerTask(vocab_size=24, cycle_length=1)
+    with pytest.raises(ValueError, match="n_cycles <= vocab_size / cycle_length = 8.*n_cycles=9"):
+        PartnerTask(vocab_size=24, cycle_length=3, n_cycles=9)
+    with pytest.raises(ValueError, match="n_labels=1"):
+        PartnerTask(n_labels=1)
+
+
+def test_task_rejects_a_model_of_another_size():
+    task = PartnerTask(vocab_size=24, n_labels=8)
+    with pytest.raises(ValueError, match=r"\(vocab_size, n_labels\) = \(12, 8\), the task \(24, 8\)"):
+        task.evaluate(PartnerAttention(12, 8))
+    with pytest.raises(TypeError, match="PartnerAttention, got Linear"):
+        task.train(torch.nn.Linear(2, 2))
+
+
+def test_bad_model_arguments():
+    with pytest.raises(ValueError, match="unknown score 'additive'; allowed: 'dot', 'bilinear'"):
+        PartnerAttention(24, 8, score="additive")
+    model = PartnerAttention(24, 8)
+    with pytest.raises(ValueError, match=r"same shape.*\(2, 9\) and \(2, 8\)"):
+        model(torch.zeros(2, 9, dtype=torch.long), torch.zeros(2, 8, dtype=torch.long))

@@ -1,0 +1,97 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch.testing import assert_close
+
+from attnlib import RetrievalAttention, attention, retrieval_batch, train_retrieval
+
+
+@given(
+    batch=st.integers(1, 8),
+    n_pairs=st.integers(1, 12),
+    extra=st.integers(0, 10),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_retrieval_batch_answer_is_the_value_of_the_matching_key(batch, n_pairs, extra, seed):
+    n_symbols = n_pairs + extra
+    g = torch.Generator().manual_seed(seed)
+    keys, values, query, target = retrieval_batch(batch, n_pairs, n_symbols, generator=g)
+    assert keys.shape == values.shape == (batch, n_pairs)
+    assert query.shape == target.shape == (batch,)
+    for b in range(batch):
+        assert len(set(keys[b].tolist())) == n_pairs  # distinct keys: exactly one match
+        match = (keys[b] == query[b]).nonzero().flatten()
+        assert match.numel() == 1
+        assert target[b] == values[b, match[0]]
+    for t in (keys, values, query, target):
+        assert t.dtype == torch.int64 and 0 <= t.min() and t.max() < n_symbols
+
+
+def test_retrieval_batch_is_reproducible_with_a_generator():
+    a = retrieval_batch(4, 5, 9, generator=torch.Generator().manual_seed(3))
+    b = retrieval_batch(4, 5, 9, generator=torch.Generator().manual_seed(3))
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("batch, n_pairs, n_symbols", [(0, 2, 4), (2, 0, 4), (2, 5, 4)])
+def test_retrieval_batch_rejects_bad_sizes(batch, n_pairs, n_symbols):
+    with pytest.raises(ValueError, match="n_pairs"):
+        retrieval_batch(batch, n_pairs, n_symbols)
+
+
+@pytest.mark.parametrize("score, scale", [("dot", 1.0), ("scaled_dot", 1 / math.sqrt(8))])
+def test_model_is_one_attention_head_with_the_chosen_scale(score, scale):
+    model = RetrievalAttention(n_symbols=10, d_head=8, score=score).double()
+    keys, values, query, _ = retrieval_batch(3, 4, 10)
+    logits, weights = model(keys, values, query)
+    q = model.key_embedding(query) @ model.w_q.weight.T  # (3, 8)
+    k = model.key_embedding(keys) @ model.w_k.weight.T  # (3, 4, 8)
+    expected_w = torch.softmax(scale * (k @ q.unsqueeze(-1)).squeeze(-1), dim=-1)  # (3, 4)
+    expected_out = (expected_w.unsqueeze(-1) * model.value_embedding(values)).sum(1)  # (3, 8)
+    assert_close(weights, expected_w)
+    assert_close(logits, model.readout(expected_out))
+    out, _ = attention(q.unsqueeze(1), k, model.value_embedding(values), score=score)
+    assert_close(logits, model.readout(out.squeeze(1)))
+
+
+def test_model_queries_and_keys_start_with_unit_variance_components():
+    model = RetrievalAttention(n_symbols=400, d_head=64)
+    with torch.no_grad():
+        q = model.w_q(model.key_embedding.weight)  # (400, 64)
+    assert abs(q.var().item() - 1.0) < 0.1
+
+
+def test_model_rejects_unknown_score_and_bad_shapes():
+    with pytest.raises(ValueError, match="score"):
+        RetrievalAttention(10, 8, score="bilinear")
+    model = RetrievalAttention(10, 8)
+    keys, values, query, _ = retrieval_batch(3, 4, 10)
+    with pytest.raises(ValueError, match="query"):
+        model(keys, values, query[:2])
+    with pytest.raises(ValueError, match="values"):
+        model(keys, values[:, :3], query)
+
+
+def test_same_seed_gives_the_same_initial_weights_whatever_the_score():
+    torch.manual_seed(0)
+    scaled = RetrievalAttention(12, 16, score="scaled_dot")
+    torch.manual_seed(0)
+    dot = RetrievalAttention(12, 16, score="dot")
+    for a, b in zip(scaled.parameters(), dot.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_training_is_reproducible_and_the_scaled_head_learns_the_task():
+    kwargs = dict(d_head=16, n_symbols=12, n_pairs=4, steps=150, batch=32, lr=1e-2)
+    model, losses = train_retrieval("scaled_dot", **kwargs)
+    _, again = train_retrieval("scaled_dot", **kwargs)
+    assert losses == again and len(losses) == 150
+    assert sum(losses[-10:]) / 10 < 0.5 * math.log(12)  # well below chance level, log(n_symbols)
+    keys, values, query, target = retrieval_batch(500, 4, 12, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        accuracy = (model(keys, values, query)[0].argmax(-1) == target).float().mean()
+    assert accuracy > 0.9
