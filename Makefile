@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard chapters/*.ipynb))
-NBVAL := $(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-current-env chapters
+# Two notebooks at a time (each pins torch to one thread); loadscope keeps a notebook's cells on one worker.
+NBVAL := $(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-current-env -n 2 --dist loadscope chapters
 
 .PHONY: help install book test lint unit nbval build browser notebooks lab clean
 
