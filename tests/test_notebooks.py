@@ -1,0 +1,90 @@
+"""Hygiene of the committed notebooks: what nbval does not check but a reader would notice."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+TOC_FILES = {TOC["root"]} | {c["file"] for part in TOC["parts"] for c in part["chapters"]}
+
+MACHINE_PATH = re.compile(r"(/work/|/home/|/root/|/tmp/|site-packages|\.venv/)")
+ANSI = re.compile(r"\x1b\[")
+NOISE = re.compile(r"(Traceback \(most recent call last\)|\w*Warning:|it/s\]|Downloading)")
+
+
+def outputs_text(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        if "text" in out:
+            parts.append("".join(out["text"]))
+        for mime, data in out.get("data", {}).items():
+            if mime.startswith("text/") or mime.endswith("+json"):
+                parts.append(data if isinstance(data, str) else "".join(map(str, data)))
+        if out.get("output_type") == "error":
+            parts.append("ERROR: " + out.get("ename", ""))
+    return "\n".join(parts)
+
+
+def load(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_there_are_chapters():
+    assert NOTEBOOKS, "no notebooks in chapters/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_in_toc(path):
+    assert f"chapters/{path.stem}" in TOC_FILES, f"{path.name} is not in _toc.yml"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_executed_top_to_bottom(path):
+    counts = [c.get("execution_count") for c in load(path)["cells"] if c["cell_type"] == "code"]
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name}: execution counts {counts}; run `make notebooks`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_outputs_are_clean(path):
+    for i, cell in enumerate(load(path)["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        text = outputs_text(cell)
+        assert not MACHINE_PATH.search(text), f"{path.name} cell {i}: a machine path in the output"
+        assert not ANSI.search(text), f"{path.name} cell {i}: ANSI escapes in the output"
+        assert not NOISE.search(text), f"{path.name} cell {i}: a warning, traceback or progress bar in the output"
+        stderr = [o for o in cell.get("outputs", []) if o.get("name") == "stderr"]
+        assert not stderr, f"{path.name} cell {i}: output on stderr"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_starts_seeded_and_ends_with_exercises(path):
+    cells = load(path)["cells"]
+    first_code = next(c for c in cells if c["cell_type"] == "code")
+    assert "attnlib.reproducible(" in "".join(first_code["source"]), f"{path.name}: first code cell must seed"
+    markdown = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    assert "## Exercises" in markdown, f"{path.name}: no Exercises section"
+    exercises = re.findall(r"```\{exercise\}", markdown)
+    starts = re.findall(r"```\{solution-start\} \S+\n:class: dropdown", markdown)
+    assert exercises and len(starts) == len(exercises), f"{path.name}: every exercise needs a hidden solution"
+    assert markdown.count("{solution-end}") == len(starts)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_solution_has_code(path):
+    inside, code_cells, solutions = False, 0, []
+    for cell in load(path)["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown" and "{solution-start}" in source:
+            inside, code_cells = True, 0
+        elif cell["cell_type"] == "markdown" and "{solution-end}" in source:
+            solutions.append(code_cells)
+            inside = False
+        elif inside and cell["cell_type"] == "code":
+            code_cells += 1
+    assert solutions and all(solutions), f"{path.name}: each solution must contain running code, got {solutions}"
