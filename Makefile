@@ -49,7 +49,7 @@ browser: $(STAMP) build
 	$(BIN)/python -m pytest -p no:cacheprovider browser_tests
 
 notebooks: $(STAMP)
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 $(NOTEBOOKS)
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 --ExecutePreprocessor.record_timing=False $(NOTEBOOKS)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab chapters
