@@ -74,8 +74,9 @@ class PartnerTask:
                 f"model has (vocab_size, n_labels) = {sizes}, the task ({self.vocab_size}, {self.n_labels})"
             )
 
-    def train(self, model: "PartnerAttention", steps: int = 400, batch_size: int = 64, lr: float = 0.03,
-              seed: int = 0) -> list[float]:
+    def train(
+        self, model: "PartnerAttention", steps: int = 400, batch_size: int = 64, lr: float = 0.03, seed: int = 0
+    ) -> list[float]:
         """Train ``model`` with Adam on the cross-entropy of the targets; data from a generator seeded with ``seed``.
 
         Returns the loss of every step.
@@ -132,8 +133,10 @@ class PartnerAttention(nn.Module):
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor):
         if tokens.shape != labels.shape or tokens.dim() < 1:
-            raise ValueError(f"tokens and labels must have the same shape (..., n), got "
-                             f"{tuple(tokens.shape)} and {tuple(labels.shape)}")
+            raise ValueError(
+                f"tokens and labels must have the same shape (..., n), got "
+                f"{tuple(tokens.shape)} and {tuple(labels.shape)}"
+            )
         e = self.embed(tokens)  # (batch, n) -> (batch, n, d): queries and keys
         v = self.values(labels)  # (batch, n) -> (batch, n, n_labels)
         return attention(e, e, v, score=self.score, weight=self.weight)  # (batch, n, n_labels), (batch, n, n)
