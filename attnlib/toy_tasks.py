@@ -41,8 +41,9 @@ class RetrievalAttention(nn.Module):
 
     def __init__(self, n_symbols: int, d_head: int, score: str = "scaled_dot"):
         super().__init__()
-        if score not in ("dot", "scaled_dot"):
-            raise ValueError(f"score must be 'dot' or 'scaled_dot', got {score!r}")
+        if not isinstance(score, str) or score not in ("dot", "scaled_dot"):
+            got = repr(score) if isinstance(score, str) else type(score).__name__
+            raise ValueError(f"score must be 'dot' or 'scaled_dot', got {got}")
         self.score = score
         self.key_embedding = nn.Embedding(n_symbols, d_head)
         self.value_embedding = nn.Embedding(n_symbols, d_head)
