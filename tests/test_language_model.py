@@ -1,0 +1,342 @@
+import json
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+from torch.nn import functional as F
+from torch.testing import assert_close
+
+from attnlib import (
+    LSTMLM,
+    CharTokenizer,
+    TransformerLM,
+    book_documents,
+    book_text,
+    count_parameters,
+    evaluate_loss,
+    find_book_root,
+    generate,
+    get_batch,
+    lm_loss,
+    train_lm,
+    train_val_split,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread is faster on a shared machine (no spinning threads waiting for each other)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- corpus from a fake book
+
+
+def _notebook(cells):
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+@pytest.fixture
+def fake_book(tmp_path):
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nparts:\n  - caption: Part\n    chapters:\n"
+        "      - file: chapters/01_a\n      - file: chapters/02_not_written_yet\n"
+        "  - caption: Reference\n    chapters:\n      - file: glossary.md\n"
+    )
+    (tmp_path / "intro.md").write_text("# Intro page\n")
+    (tmp_path / "glossary.md").write_text("Glossary words.\n")
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "chapters" / "01_a.ipynb").write_text(_notebook([
+        {"cell_type": "markdown", "metadata": {}, "source": ["# Chapter A\n", "First cell."]},
+        {"cell_type": "code", "metadata": {}, "source": "print('code is not prose')", "outputs": [],
+         "execution_count": None},
+        {"cell_type": "markdown", "metadata": {}, "source": "Second cell."},
+    ]))
+    (tmp_path / "chapters" / "03_extra.ipynb").write_text(_notebook([
+        {"cell_type": "markdown", "metadata": {}, "source": "Not in the toc yet."},
+    ]))
+    return tmp_path
+
+
+def test_book_documents_reads_markdown_cells_and_pages_in_toc_order(fake_book):
+    docs = book_documents(fake_book)
+    assert list(docs) == ["intro", "chapters/01_a", "glossary", "chapters/03_extra"]
+    assert docs["chapters/01_a"] == "# Chapter A\nFirst cell.\n\nSecond cell."
+    assert docs["intro"] == "# Intro page\n"
+    assert docs["chapters/03_extra"] == "Not in the toc yet."
+    assert "code is not prose" not in book_text(fake_book)
+    assert book_text(fake_book) == "\n\n".join(docs.values())
+
+
+def test_find_book_root_walks_upwards(fake_book):
+    assert find_book_root(fake_book / "chapters") == fake_book.resolve()
+    assert find_book_root(fake_book) == fake_book.resolve()
+
+
+def test_find_book_root_without_toc_raises(tmp_path):
+    with pytest.raises(ValueError, match="_toc.yml"):
+        find_book_root(tmp_path)
+
+
+def test_book_documents_without_toc_raises(tmp_path):
+    with pytest.raises(ValueError, match="_toc.yml"):
+        book_documents(tmp_path)
+
+
+# ---------------------------------------------------------------- tokenizer, split, batches
+
+
+@given(st.text(min_size=1, max_size=200))
+def test_tokenizer_round_trips(text):
+    tok = CharTokenizer(text)
+    ids = tok.encode(text)
+    assert ids.dtype == torch.long and ids.shape == (len(text),)
+    assert tok.decode(ids) == text
+    assert tok.vocab_size == len(set(text))
+    assert tok.decode(torch.arange(tok.vocab_size)) == "".join(sorted(set(text)))
+
+
+def test_tokenizer_rejects_unknown_characters():
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        CharTokenizer("abc").encode("abd")
+
+
+def test_tokenizer_rejects_ids_out_of_range():
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        CharTokenizer("abc").decode(torch.tensor([0, 3]))
+
+
+def test_tokenizer_rejects_empty_text():
+    with pytest.raises(ValueError, match="empty"):
+        CharTokenizer("")
+
+
+@given(st.integers(2, 500), st.floats(0.01, 0.99))
+def test_split_is_contiguous_and_does_not_overlap(n, fraction):
+    ids = torch.arange(n)  # every position carries its own index
+    try:
+        train, val = train_val_split(ids, fraction)
+    except ValueError:
+        assert round(n * fraction) in (0, n)  # only refused when one side would be empty
+        return
+    assert len(val) == round(n * fraction)
+    assert set(train.tolist()).isdisjoint(val.tolist())
+    assert torch.equal(torch.cat([train, val]), ids)
+    assert train.max() < val.min()  # validation is the end of the text
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])
+def test_split_rejects_bad_fraction(fraction):
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        train_val_split(torch.arange(100), fraction)
+
+
+def test_split_rejects_2d_ids():
+    with pytest.raises(ValueError, match=r"shape \(n,\)"):
+        train_val_split(torch.zeros(4, 5, dtype=torch.long))
+
+
+def test_batches_are_windows_shifted_by_one_and_stay_in_their_split():
+    ids = torch.arange(1000)
+    train, _ = train_val_split(ids, 0.1)
+    x, y = get_batch(train, 16, 32, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (16, 32)
+    assert torch.equal(x - x[:, :1], torch.arange(32).expand(16, 32))  # contiguous windows
+    assert torch.equal(y, x + 1)  # targets: the next token
+    assert y.max() < len(train)  # no batch of training data reaches the validation text
+
+
+def test_batches_depend_only_on_the_generator():
+    ids = torch.arange(500)
+    a = get_batch(ids, 8, 10, torch.Generator().manual_seed(3))
+    b = get_batch(ids, 8, 10, torch.Generator().manual_seed(3))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_batch_rejects_too_short_sequence():
+    with pytest.raises(ValueError, match="context 10"):
+        get_batch(torch.arange(10), 4, 10, torch.Generator())
+
+
+# ---------------------------------------------------------------- the models
+
+
+def _small_model(dtype=torch.float64):
+    return TransformerLM(vocab_size=11, context=16, d_model=16, n_heads=4, n_layers=2).to(dtype)
+
+
+@pytest.mark.parametrize("t", [0, 5, 14])
+def test_causal_mask_keeps_position_t_from_seeing_the_future(t):
+    model = _small_model()
+    x = torch.randint(11, (3, 16))
+    changed = x.clone()
+    changed[:, t + 1 :] = (x[:, t + 1 :] + 1) % 11  # every token after t is different
+    logits, new_logits = model(x), model(changed)
+    assert_close(new_logits[:, : t + 1], logits[:, : t + 1], rtol=0, atol=0)  # positions <= t: unchanged
+    assert not torch.allclose(new_logits[:, t + 1], logits[:, t + 1])  # position t+1 sees its new token
+
+
+def test_without_the_mask_the_past_sees_the_future():
+    model = _small_model()
+    for block in model.blocks:
+        block.attn.causal = False  # the test above must fail for such a model
+    x = torch.randint(11, (2, 16))
+    changed = x.clone()
+    changed[:, 10] = (x[:, 10] + 1) % 11
+    assert not torch.allclose(model(changed)[:, 3], model(x)[:, 3])
+
+
+def test_transformer_shapes_and_causal_weights():
+    model = _small_model()
+    logits, weights = model.forward_with_weights(torch.randint(11, (2, 9)))
+    assert logits.shape == (2, 9, 11)
+    assert len(weights) == 2 and all(w.shape == (2, 4, 9, 9) for w in weights)
+    for w in weights:
+        assert (w.triu(diagonal=1) == 0).all()
+        assert_close(w.sum(-1), torch.ones(2, 4, 9, dtype=w.dtype))
+
+
+def test_transformer_rejects_sequences_longer_than_its_context():
+    with pytest.raises(ValueError, match="context=16"):
+        _small_model()(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_transformer_rejects_float_input():
+    with pytest.raises(ValueError, match="int64 token ids"):
+        _small_model()(torch.zeros(1, 4))
+
+
+def test_lstm_is_causal_too():
+    model = LSTMLM(11, context=16, d_hidden=8).double()
+    x = torch.randint(11, (2, 12))
+    changed = x.clone()
+    changed[:, 7:] = (x[:, 7:] + 1) % 11
+    assert_close(model(changed)[:, :7], model(x)[:, :7], rtol=0, atol=0)
+
+
+def test_lstm_rejects_float_input():
+    with pytest.raises(ValueError, match="int64 token ids"):
+        LSTMLM(11, 16, 8)(torch.zeros(1, 4))
+
+
+@pytest.mark.parametrize("d_model,n_layers,vocab", [(64, 2, 90), (32, 1, 140), (48, 3, 60)])
+def test_matching_lstm_has_the_same_parameter_count_within_10_percent(d_model, n_layers, vocab):
+    target = count_parameters(TransformerLM(vocab, 64, d_model=d_model, n_heads=4, n_layers=n_layers))
+    lstm = LSTMLM.matching(target, vocab, 64)
+    assert abs(count_parameters(lstm) - target) <= 0.1 * target
+    # and no other width is closer
+    for d in (lstm.lstm.hidden_size - 1, lstm.lstm.hidden_size + 1):
+        assert abs(count_parameters(LSTMLM(vocab, 64, d)) - target) >= abs(count_parameters(lstm) - target)
+
+
+def test_count_parameters_matches_the_formula_of_a_linear_layer():
+    assert count_parameters(nn.Linear(7, 5)) == 7 * 5 + 5
+
+
+# ---------------------------------------------------------------- loss and training
+
+
+def test_lm_loss_is_the_mean_negative_log_likelihood():
+    model = _small_model()
+    x, y = torch.randint(11, (3, 8)), torch.randint(11, (3, 8))
+    log_p = torch.log_softmax(model(x), -1)  # (3, 8, 11)
+    expected = -log_p.gather(-1, y[..., None]).mean()
+    assert_close(lm_loss(model, x, y), expected)
+
+
+def test_evaluate_loss_averages_over_non_overlapping_windows():
+    model = _small_model()
+    ids = torch.randint(11, (70,))
+    x = ids[:64].view(4, 16)
+    y = ids[1:65].view(4, 16)
+    expected = F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
+    assert math.isclose(evaluate_loss(model, ids, 16, batch_size=3), expected, rel_tol=1e-12)
+
+
+def test_training_is_deterministic_and_learns_a_repeating_text():
+    ids = CharTokenizer("abcd").encode("abcdabcadbca" * 40)
+    train, val = train_val_split(ids)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = TransformerLM(4, 16, d_model=16, n_heads=2, n_layers=1)
+        runs.append(train_lm(model, train, val, steps=60, batch_size=8, context=16, lr=1e-2, eval_every=20, seed=1))
+    assert runs[0] == runs[1]
+    assert runs[0]["step"] == [20, 40, 60]
+    assert runs[0]["val"][-1] < 0.5 * math.log(4)  # well below guessing uniformly
+
+
+def test_train_rejects_steps_not_a_multiple_of_eval_every():
+    with pytest.raises(ValueError, match="multiple of eval_every"):
+        train_lm(_small_model(), torch.arange(50) % 11, torch.arange(50) % 11, steps=10, batch_size=2, context=4,
+                 lr=1e-3, eval_every=3, seed=0)
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def test_sampling_with_a_seed_is_reproducible_and_another_seed_differs():
+    model = _small_model(torch.float32)
+    prompt = torch.tensor([1, 2, 3])
+
+    def sample(seed):
+        return generate(model, prompt, 40, temperature=1.0, generator=torch.Generator().manual_seed(seed))
+
+    a, b, c = sample(0), sample(0), sample(1)
+    assert a.shape == (43,) and torch.equal(a[:3], prompt)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+class _FixedLogits(nn.Module):
+    """A 'model' whose next-token logits are always the same: isolates the sampling step."""
+
+    def __init__(self, logits, context=4):
+        super().__init__()
+        self.logits, self.context = logits, context
+
+    def forward(self, idx):
+        return self.logits.expand(*idx.shape, -1)  # (batch, n, vocab)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_sampling_follows_softmax_of_logits_over_temperature(temperature):
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0])
+    n = 4000
+    ids = generate(_FixedLogits(logits), torch.tensor([0]), n, temperature=temperature,
+                   generator=torch.Generator().manual_seed(0))[1:]
+    freq = torch.bincount(ids, minlength=4).double() / n
+    p = torch.softmax(logits.double() / temperature, -1)
+    assert ((freq - p).abs() <= 5 * (p * (1 - p) / n).sqrt()).all()  # within 5 standard errors
+
+
+def test_low_temperature_sampling_is_greedy():
+    model = _small_model(torch.float32)
+    ids = generate(model, torch.tensor([4]), 20, temperature=1e-4, generator=torch.Generator().manual_seed(0))
+    greedy = torch.tensor([4])
+    for _ in range(20):
+        greedy = torch.cat([greedy, model(greedy[-16:][None])[0, -1].argmax()[None]])
+    assert torch.equal(ids, greedy)
+
+
+def test_sampling_longer_than_the_context_reads_the_last_tokens():
+    model = _small_model(torch.float32)
+    ids = generate(model, torch.tensor([1]), 40, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert ids.shape == (41,)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0])
+def test_sampling_rejects_non_positive_temperature(temperature):
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        generate(_small_model(), torch.tensor([1]), 3, temperature=temperature, generator=torch.Generator())
+
+
+def test_sampling_rejects_empty_prompt():
+    with pytest.raises(ValueError, match=r"n >= 1"):
+        generate(_small_model(), torch.tensor([], dtype=torch.long), 3, temperature=1.0, generator=torch.Generator())
