@@ -1,5 +1,7 @@
 """Small models for the long-range experiments, and the tools that measure how far their signals reach."""
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,19 +21,24 @@ class AttentionClassifier(nn.Module):
     ``a = softmax(q_{n-1} . k_t / sqrt(d_model))`` is mapped to class logits.
     Only the last row of the attention is read, so only that row is computed: it equals row
     ``n - 1`` of ``SelfAttention(x)``, at O(n d) instead of O(n^2 d) cost.
+    ``positions=False`` leaves the positions out (all zeros): the model then sees a bag of tokens.
     tokens: (batch, n) int64 -> logits (batch, n_classes)
     """
 
-    def __init__(self, vocab_size: int, n_classes: int, d_model: int = 32, max_len: int = 1024):
+    def __init__(self, vocab_size: int, n_classes: int, d_model: int = 32, max_len: int = 1024,
+                 positions: bool = True):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, d_model)
-        self.register_buffer("positions", sinusoidal_positions(max_len, d_model), persistent=False)
+        enc = sinusoidal_positions(max_len, d_model) if positions else torch.zeros(max_len, d_model)  # (max_len, d)
+        self.register_buffer("positions", enc, persistent=False)
         self.attn = SelfAttention(d_model)
         self.readout = nn.Linear(d_model, n_classes)
 
     def inputs(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.dim() != 2 or tokens.shape[1] > self.positions.shape[0]:
-            raise ValueError(f"tokens must be (batch, n) with n <= {self.positions.shape[0]}, got {tuple(tokens.shape)}")
+            raise ValueError(
+                f"tokens must be (batch, n) with n <= {self.positions.shape[0]}, got {tuple(tokens.shape)}"
+            )
         return self.embed(tokens) + self.positions[: tokens.shape[1]]  # (batch, n, d_model)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,11 +83,6 @@ class RecurrentClassifier(nn.Module):
         return self.readout(self.encode(self.inputs(tokens)))  # (batch, n_classes)
 
 
-def n_params(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 # --- training on the task ------------------------------------------------------------------------
 
 
@@ -106,13 +108,15 @@ def accuracy(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor) -> fl
     return (model(tokens).argmax(-1) == labels).float().mean().item()
 
 
-def gradient_by_distance(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+def gradient_by_distance(model: nn.Module, tokens: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """How strongly the last output reacts to the input d positions before it.
 
     ``g[d] = sqrt(mean_batch || d encode(x)_{last} / d x_{n-1-d} ||_F^2)``: the Frobenius norm
     of the Jacobian block of the last output (``model.encode``) with respect to the input vector
     at distance d, root-mean-square over the batch. tokens: (batch, n) -> g: (n,), g[0] = the last position.
+    Computed on a copy of the model in ``dtype`` (float64: tiny gradients do not underflow to 0 as soon).
     """
+    model = copy.deepcopy(model).to(dtype)
     x = model.inputs(tokens).detach().requires_grad_(True)  # (batch, n, d_in)
     out = model.encode(x)  # (batch, d_out)
     sq = torch.zeros(x.shape[1], dtype=x.dtype)  # (n,)
@@ -151,6 +155,18 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r: int) -
     return out[:, 0, :]  # (n, 1, w) @ (n, w, d) -> (n, 1, d) -> (n, d)
 
 
+def causal_conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """A 1-d convolution over positions that only looks back: output i reads inputs i - c * dilation, c = 0 .. k - 1.
+
+    conv: ``nn.Conv1d(d_in, d_out, k, dilation=...)`` without padding; x: (n, d_in) -> (n, d_out)
+    """
+    if conv.padding != (0,) or x.dim() != 2:
+        raise ValueError(f"need an unpadded nn.Conv1d and x of shape (n, d_in), got padding={conv.padding}, "
+                         f"x {tuple(x.shape)}")
+    left = (conv.kernel_size[0] - 1) * conv.dilation[0]
+    return conv(F.pad(x.T, (left, 0))).T  # (d_in, left + n) -> (d_out, n) -> (n, d_out)
+
+
 def recurrent_sweep(cell: nn.Module, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
     """One step of a recurrent cell at every position at once: position i reads position i - 1's state.
 
@@ -160,22 +176,78 @@ def recurrent_sweep(cell: nn.Module, x: torch.Tensor, state: torch.Tensor) -> to
     x: (n, d_in) -> (n, d_state)
     """
     prev = torch.cat([torch.zeros_like(state[:1]), state[:-1]])  # (n, d_state): row i holds state i - 1
+    return _cell_step(cell, x, prev)  # (n, d_state)
+
+
+def _cell_step(cell: nn.Module, x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+    """x: (m, d_in), prev: (m, d_state) -> (m, d_state); an LSTM's state is h and c side by side."""
     if isinstance(cell, nn.LSTMCell):
-        h, c = cell(x, tuple(prev.chunk(2, dim=-1)))  # each (n, hidden)
-        return torch.cat([h, c], dim=-1)  # (n, 2 hidden)
+        h, c = cell(x, tuple(prev.chunk(2, dim=-1)))  # each (m, hidden)
+        return torch.cat([h, c], dim=-1)  # (m, 2 hidden)
     if isinstance(cell, nn.RNNCell):
-        return cell(x, prev)  # (n, hidden)
+        return cell(x, prev)  # (m, hidden)
     raise TypeError(f"cell must be nn.RNNCell or nn.LSTMCell, got {type(cell).__name__}")
+
+
+def recurrent_layer(cell: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The recurrent layer itself: ``state_t = cell(x_t, state_{t-1})`` for t = 0 .. n - 1, one step after another.
+
+    cell: ``nn.RNNCell`` or ``nn.LSTMCell``; x: (n, d_in) -> states (n, d_state) as in :func:`recurrent_sweep`.
+    """
+    hidden = cell.hidden_size
+    state = x.new_zeros(1, 2 * hidden if isinstance(cell, nn.LSTMCell) else hidden)  # (1, d_state)
+    states = []
+    for t in range(x.shape[0]):
+        state = _cell_step(cell, x[t : t + 1], state)  # (1, d_in), (1, d_state) -> (1, d_state)
+        states.append(state)
+    return torch.cat(states)  # (n, d_state)
+
+
+def sequential_steps(pattern: torch.Tensor) -> int:
+    """How many rounds of parallel work one layer needs, from the dependency pattern of its outputs on each other.
+
+    pattern: (n, n) bool, ``pattern[i, j]`` = output i needs output j of the same layer first (for a
+    recurrent layer, the pattern of :func:`recurrent_sweep` on its state: i needs i - 1). Outputs that need
+    nothing are computed in round 1; an output that needs others, one round after the last of them.
+    -> the number of rounds: 1 for a feed-forward layer (an all-False pattern), n for a recurrence.
+    """
+    needs = pattern.to(torch.float64)  # (n, n)
+    rounds = torch.ones(pattern.shape[0], dtype=torch.float64)  # (n,)
+    for _ in range(pattern.shape[0] + 1):
+        new = 1 + (needs * rounds).amax(dim=1)  # (n, n) * (n,) -> (n,): one after the latest needed output
+        if torch.equal(new, rounds):
+            return int(rounds.max())
+        rounds = new
+    raise ValueError("the pattern has a cycle: outputs need each other, no order computes them")
 
 
 def dependency_pattern(layer, x: torch.Tensor) -> torch.Tensor:
     """Which outputs depend on which inputs: ``D[i, j] = any(d layer(x)[i, :] / d x[j, :] != 0)``.
 
-    Measured from the Jacobian at the point x (random x: a zero there is structural).
-    layer: (n, d_in) -> (n, d_out); x: (n, d_in) -> D: (n, n) bool
+    Row i is the gradient of output i's features combined with random positive weights (all rows in
+    one batched backward pass), measured at the point x; with random x and weights a zero is structural.
+    layer: (n, d_in) -> (n, d_out); x: (n, d_in) -> D: (n, n) bool, True = depends
     """
-    jac = torch.autograd.functional.jacobian(layer, x, vectorize=True)  # (n, d_out, n, d_in)
-    return (jac != 0).any(dim=3).any(dim=1)  # (n, n)
+    x = x.detach().requires_grad_(True)
+    out = layer(x)  # (n, d_out)
+    n, d_out = out.shape
+    mix = torch.rand(d_out, generator=torch.Generator().manual_seed(0), dtype=out.dtype) + 0.5  # (d_out,)
+    seeds = torch.eye(n, dtype=out.dtype).unsqueeze(-1) * mix  # (n, n, 1) * (d_out,) -> (n, n, d_out)
+    if not out.requires_grad:  # nothing in the output depends on x (nor on any parameter)
+        return torch.zeros(n, x.shape[0], dtype=torch.bool)
+    (g,) = torch.autograd.grad(out, x, seeds, is_grads_batched=True, allow_unused=True)  # (n, n_in, d_in)
+    if g is None:  # the output does not depend on x
+        return torch.zeros(n, x.shape[0], dtype=torch.bool)
+    return (g != 0).any(dim=2)  # (n, n_in)
+
+
+def count_macs(fn, *args) -> int:
+    """Multiply-adds of the matrix products and convolutions that ``fn(*args)`` runs (torch's FLOP counter / 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn(*args)
+    return counter.get_total_flops() // 2
 
 
 def path_length(patterns, max_layers: int = 10_000) -> int:
@@ -184,11 +256,12 @@ def path_length(patterns, max_layers: int = 10_000) -> int:
     patterns: an iterable of (n, n) boolean dependency patterns, one per layer from the input up
     (``itertools.repeat(D)`` for identical layers). Dependence composes like a boolean matrix product.
     """
-    reach = None
+    reached = None  # (n,): which outputs of the stack so far depend on input 0
     for depth, pattern in enumerate(patterns, start=1):
         step = pattern.to(torch.float64)  # (n, n)
-        reach = step if reach is None else (step @ reach > 0).to(torch.float64)  # (n, n) @ (n, n) -> (n, n)
-        if reach[-1, 0] > 0:
+        reached = step[:, 0] if reached is None else step @ reached  # (n, n) @ (n,) -> (n,)
+        reached = (reached > 0).to(torch.float64)
+        if reached[-1] > 0:
             return depth
         if depth >= max_layers:
             break

@@ -1,0 +1,282 @@
+import itertools
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+from torch.testing import assert_close
+
+from attnlib import (
+    AttentionClassifier,
+    RecurrentClassifier,
+    SelfAttention,
+    accuracy,
+    attention,
+    causal_conv,
+    causal_mask,
+    count_macs,
+    count_parameters,
+    dependency_pattern,
+    gradient_by_distance,
+    local_attention,
+    path_length,
+    recurrent_layer,
+    recurrent_sweep,
+    remember_first_token,
+    sequential_steps,
+    sinusoidal_positions,
+    train_classifier,
+    window_mask,
+)
+
+V, C = 16, 8
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny models train fastest, and reproducibly, on one thread (as attnlib.reproducible does in the book).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+# --- classifiers ---------------------------------------------------------------------------------
+
+
+def test_attention_classifier_reads_the_last_row_of_the_full_layer():
+    model = AttentionClassifier(V, C, d_model=8).double()
+    x = torch.randn(3, 11, 8, dtype=torch.float64)
+    full, _ = model.attn(x)  # (3, 11, 8): every row
+    assert_close(model.encode(x), full[:, -1, :])
+
+
+def test_attention_classifier_adds_sinusoidal_positions():
+    model = AttentionClassifier(V, C, d_model=8)
+    tokens = torch.randint(V, (2, 9))
+    assert_close(model.inputs(tokens) - model.embed(tokens), sinusoidal_positions(9, 8).expand(2, 9, 8))
+    assert model(tokens).shape == (2, C)
+
+
+def test_without_positions_the_attention_model_sees_a_bag_of_tokens():
+    model = AttentionClassifier(V, C, d_model=8, positions=False)
+    tokens = torch.randint(V, (4, 10))
+    shuffled = torch.cat([tokens[:, :-1][:, torch.randperm(9)], tokens[:, -1:]], dim=1)  # last token stays
+    assert_close(model(shuffled), model(tokens))
+    with_positions = AttentionClassifier(V, C, d_model=8)
+    assert not torch.allclose(with_positions(shuffled), with_positions(tokens))
+
+
+@pytest.mark.parametrize("cell, rnn_type", [("lstm", nn.LSTM), ("rnn", nn.RNN)])
+def test_recurrent_classifier_reads_the_last_hidden_state(cell, rnn_type):
+    model = RecurrentClassifier(V, C, hidden=6, cell=cell)
+    assert isinstance(model.rnn, rnn_type)
+    tokens = torch.randint(V, (3, 7))
+    out, _ = model.rnn(model.embed(tokens))  # (3, 7, 6)
+    assert_close(model(tokens), model.readout(out[:, -1]))
+
+
+def test_parameter_counts_match_the_formulas_and_each_other():
+    d, h = 32, 20
+    att, lstm = AttentionClassifier(V, C, d_model=d), RecurrentClassifier(V, C, hidden=h)
+    assert count_parameters(att) == V * d + 3 * d * d + d * C + C
+    assert count_parameters(lstm) == V * h + 4 * h * (h + h) + 8 * h + h * C + C
+    assert abs(count_parameters(lstm) / count_parameters(att) - 1) <= 0.10
+
+
+def test_classifiers_reject_bad_input():
+    with pytest.raises(ValueError, match="cell must be"):
+        RecurrentClassifier(V, C, cell="gru")
+    with pytest.raises(ValueError, match=r"\(batch, n\)"):
+        RecurrentClassifier(V, C)(torch.zeros(5, dtype=torch.int64))
+    with pytest.raises(ValueError, match="n <= 16"):
+        AttentionClassifier(V, C, d_model=8, max_len=16)(torch.zeros(2, 17, dtype=torch.int64))
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+def test_training_is_deterministic_under_a_seed():
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        model = RecurrentClassifier(V, C, hidden=8)
+        runs.append(train_classifier(model, 5, steps=4, batch_size=8, lr=1e-2, seed=2))
+    assert runs[0] == runs[1]
+
+
+def test_attention_model_learns_the_task():
+    torch.manual_seed(0)
+    model = AttentionClassifier(V, C, d_model=16)
+    train_classifier(model, 20, steps=150, batch_size=32, lr=3e-3, seed=0)
+    tokens, labels = remember_first_token(500, 20, generator=torch.Generator().manual_seed(99))
+    assert accuracy(model, tokens, labels) > 0.9
+
+
+def test_accuracy_counts_argmax_hits():
+    class Fixed(nn.Module):
+        def forward(self, tokens):
+            return nn.functional.one_hot(tokens[:, 0], C).float()  # predicts the first token
+
+    tokens = torch.tensor([[1, 9], [2, 9], [3, 9], [4, 9]])
+    assert accuracy(Fixed(), tokens, torch.tensor([1, 2, 0, 0])) == 0.5
+
+
+def test_gradient_by_distance_matches_the_jacobian():
+    model = RecurrentClassifier(V, C, hidden=5, cell="rnn")
+    tokens = torch.randint(V, (2, 6))
+    g = gradient_by_distance(model, tokens)
+    m64 = model.double()
+    x = m64.inputs(tokens).detach()
+    jac = torch.autograd.functional.jacobian(m64.encode, x)  # (2, 5, 2, 6, d_in)
+    per_seq = torch.stack([jac[b, :, b] for b in range(2)])  # (2, 5, 6, d_in): sequence b on itself
+    expected = per_seq.pow(2).sum(dim=(1, 3)).mean(0).sqrt().flip(0)  # (6,): index = distance
+    assert_close(g, expected)
+
+
+def test_gradient_by_distance_leaves_the_model_unchanged():
+    model = AttentionClassifier(V, C, d_model=8)
+    gradient_by_distance(model, torch.randint(V, (2, 5)))
+    assert all(p.dtype == torch.float32 and p.grad is None for p in model.parameters())
+
+
+# --- dependency patterns and path lengths ----------------------------------------------------------
+
+
+@given(st.integers(1, 30), st.integers(0, 35))
+def test_window_mask_is_the_band(n, r):
+    expected = torch.tensor([[abs(i - j) <= r for j in range(n)] for i in range(n)])
+    assert torch.equal(window_mask(n, r), expected)
+
+
+def test_window_mask_bad_input_raises():
+    with pytest.raises(ValueError, match="r >= 0"):
+        window_mask(5, -1)
+
+
+@pytest.mark.parametrize("n, r", [(10, 2), (7, 0), (6, 9)])
+def test_windowed_and_causal_attention_depend_exactly_on_their_masks(n, r):
+    layer = SelfAttention(4)
+    x = torch.randn(n, 4)
+    assert torch.equal(dependency_pattern(lambda x: layer(x, mask=window_mask(n, r))[0], x), window_mask(n, r))
+    assert torch.equal(dependency_pattern(lambda x: layer(x, causal=True)[0], x), causal_mask(n))
+    assert dependency_pattern(lambda x: layer(x)[0], x).all()
+
+
+def test_dependency_pattern_of_a_mixing_matrix_is_its_support():
+    mix = torch.randn(9, 9) * (torch.rand(9, 9) < 0.3)  # (9, 9), about 30% nonzero
+    w = torch.randn(3, 2)
+    pattern = dependency_pattern(lambda x: mix @ x @ w, torch.randn(9, 3))  # (9, 3) -> (9, 2)
+    assert torch.equal(pattern, mix != 0)
+
+
+def test_dependency_pattern_of_a_layer_that_ignores_its_input_is_empty():
+    layer = nn.Linear(3, 3)
+    fixed = torch.randn(5, 3)
+    assert not dependency_pattern(lambda s: layer(fixed), torch.zeros(5, 3)).any()
+
+
+@pytest.mark.parametrize("k, dilation", [(3, 1), (2, 4), (3, 2)])
+def test_causal_conv_looks_back_only_at_multiples_of_the_dilation(k, dilation):
+    n = 12
+    conv = nn.Conv1d(3, 2, k, dilation=dilation)
+    x = torch.randn(n, 3)
+    assert causal_conv(conv, x).shape == (n, 2)
+    expected = torch.tensor([[0 <= i - j <= (k - 1) * dilation and (i - j) % dilation == 0 for j in range(n)]
+                             for i in range(n)])
+    assert torch.equal(dependency_pattern(lambda x: causal_conv(conv, x), x), expected)
+    ref = nn.functional.conv1d(nn.functional.pad(x.T, ((k - 1) * dilation, 0)), conv.weight, conv.bias,
+                               dilation=dilation)  # (2, n)
+    assert_close(causal_conv(conv, x), ref.T)
+
+
+def test_causal_conv_rejects_a_padded_convolution():
+    with pytest.raises(ValueError, match="unpadded"):
+        causal_conv(nn.Conv1d(2, 2, 3, padding=1), torch.randn(5, 2))
+
+
+@given(st.integers(1, 20), st.integers(0, 8), st.integers(1, 4))
+def test_local_attention_equals_masked_attention(n, r, d):
+    q, k, v = torch.randn(3, n, d, dtype=torch.float64).unbind(0)
+    expected, _ = attention(q, k, v, mask=window_mask(n, r))
+    assert_close(local_attention(q, k, v, r), expected)
+
+
+def test_local_attention_bad_shapes_raise():
+    with pytest.raises(ValueError, match=r"\(n, d\)"):
+        local_attention(torch.randn(4, 2), torch.randn(5, 2), torch.randn(5, 2), 1)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_n_sweeps_give_the_torch_recurrent_layer(kind):
+    n, d = 9, 3
+    torch.manual_seed(0)
+    cell = nn.RNNCell(d, d) if kind == "rnn" else nn.LSTMCell(d, d)
+    ref = nn.RNN(d, d) if kind == "rnn" else nn.LSTM(d, d)
+    with torch.no_grad():
+        for name in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]:
+            getattr(ref, name + "_l0").copy_(getattr(cell, name))
+    x = torch.randn(n, d)
+    expected, _ = ref(x)  # (n, d): hidden states, unbatched
+    state = torch.zeros(n, d if kind == "rnn" else 2 * d)
+    for sweep in range(n):
+        if sweep == n - 1:
+            assert not torch.allclose(state[-1, :d], expected[-1])  # n - 1 sweeps are not enough
+        state = recurrent_sweep(cell, x, state)
+    assert_close(state[:, :d], expected)
+    assert_close(recurrent_layer(cell, x)[:, :d], expected)
+
+
+def test_recurrent_sweep_rejects_other_modules():
+    with pytest.raises(TypeError, match="RNNCell or nn.LSTMCell"):
+        recurrent_sweep(nn.GRUCell(2, 2), torch.randn(3, 2), torch.zeros(3, 2))
+
+
+@given(st.integers(1, 40))
+def test_sequential_steps_of_a_chain_and_of_independent_outputs(n):
+    chain = torch.zeros(n, n, dtype=torch.bool)
+    chain[torch.arange(1, n), torch.arange(n - 1)] = True  # output i needs output i - 1
+    assert sequential_steps(chain) == n
+    assert sequential_steps(torch.zeros(n, n, dtype=torch.bool)) == 1
+
+
+def test_sequential_steps_of_a_tree_is_its_depth():
+    needs = torch.zeros(7, 7, dtype=torch.bool)  # 0 <- 1, 2; 1 <- 3, 4; 2 <- 5, 6: depth 3
+    for parent, child in [(0, 1), (0, 2), (1, 3), (1, 4), (2, 5), (2, 6)]:
+        needs[parent, child] = True
+    assert sequential_steps(needs) == 3
+
+
+def test_sequential_steps_rejects_a_cycle():
+    with pytest.raises(ValueError, match="cycle"):
+        sequential_steps(torch.ones(3, 3, dtype=torch.bool))
+
+
+@given(st.integers(2, 60), st.integers(1, 10))
+def test_path_length_through_windows(n, r):
+    assert path_length(itertools.repeat(window_mask(n, r))) == math.ceil((n - 1) / r)
+
+
+def test_path_length_of_dilated_layers_counts_base_k_digits():
+    n, k = 100, 3
+    layers = []
+    for level in range(6):
+        dil = k**level
+        layers.append(torch.tensor([[0 <= i - j <= (k - 1) * dil and (i - j) % dil == 0 for j in range(n)]
+                                    for i in range(n)]))
+    assert path_length(layers) == 5  # 99 = 10200 in base 3
+
+
+def test_path_length_raises_when_never_connected():
+    with pytest.raises(ValueError, match="never depends"):
+        path_length(itertools.repeat(torch.eye(5, dtype=torch.bool)), max_layers=20)
+
+
+def test_count_macs_of_known_layers():
+    n, d_in, d_out = 10, 6, 4
+    assert count_macs(nn.Linear(d_in, d_out), torch.randn(n, d_in)) == n * d_in * d_out
+    conv = nn.Conv1d(d_in, d_out, 3)
+    assert count_macs(lambda x: causal_conv(conv, x), torch.randn(n, d_in)) == 3 * n * d_in * d_out
+    q = torch.randn(n, d_in)
+    assert count_macs(lambda q: attention(q, q, q), q) == 2 * n * n * d_in
