@@ -34,14 +34,6 @@ from attnlib import (
 V, C = 16, 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models train fastest, and reproducibly, on one thread (as attnlib.reproducible does in the book).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 # --- classifiers ---------------------------------------------------------------------------------
 
 

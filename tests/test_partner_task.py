@@ -13,15 +13,6 @@ from attnlib import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The models here are tiny: one thread is faster, and immune to a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("vocab_size, cycle_length", [(24, 3), (12, 2), (20, 5)])
 def test_permutation_is_made_of_cycles_without_fixed_points(vocab_size, cycle_length):
     task = PartnerTask(vocab_size, cycle_length, n_cycles=1, seed=3)

@@ -85,16 +85,7 @@ def test_same_seed_gives_the_same_initial_weights_whatever_the_score():
         assert torch.equal(a, b)
 
 
-@pytest.fixture
-def one_thread():
-    # Many tiny ops: on a busy machine two intra-op threads make this test ~10x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_training_is_reproducible(one_thread):
+def test_training_is_reproducible():
     kwargs = dict(d_head=16, n_symbols=12, n_pairs=4, steps=20, batch=32, lr=1e-2)
     model, losses = train_retrieval("dot", **kwargs)
     again, losses_again = train_retrieval("dot", **kwargs)
@@ -103,7 +94,7 @@ def test_training_is_reproducible(one_thread):
         assert torch.equal(a, b)
 
 
-def test_the_scaled_head_learns_the_task(one_thread):
+def test_the_scaled_head_learns_the_task():
     kwargs = dict(d_head=16, n_symbols=12, n_pairs=4, steps=150, batch=32, lr=1e-2)
     model, losses = train_retrieval("scaled_dot", **kwargs)
     assert sum(losses[-10:]) / 10 < 0.5 * math.log(12)  # well below chance level, log(n_symbols)
