@@ -30,7 +30,7 @@ book: $(STAMP) build
 	@echo "  $(BIN)/python -m http.server --directory _build/html 8000   # then http://127.0.0.1:8000"
 
 build: $(STAMP)
-	$(BIN)/jupyter-book build . -n -W --keep-going
+	$(BIN)/jupyter-book build . --all -n -W --keep-going
 
 test: $(STAMP) lint unit nbval build browser
 
