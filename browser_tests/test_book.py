@@ -125,6 +125,14 @@ async () => {
     untypeset: untypeset,
     rawMath: raw,
     links: [...document.querySelectorAll("a[href]")].map(a => a.href),
+    // outputs (tables, figures, text) wider than the text column: cut off for a reader
+    overflowing: [...document.querySelectorAll(".cell_output table, .cell_output img, .cell_output pre")]
+      .filter(el => {
+        const column = el.closest("article, main").getBoundingClientRect().right;
+        const box = el.getBoundingClientRect();
+        return box.right > column + 1 || el.scrollWidth > el.clientWidth + 1;
+      })
+      .map(el => el.tagName + ": " + (el.textContent || el.src || "").slice(0, 60)),
     text: document.querySelector("main, article, body").innerText,
     hasMathJax: !!window.MathJax,
   };
@@ -171,6 +179,8 @@ def test_page(page_name, server, browser):
         assert info["hasMathJax"], f"{page_name}: has math but MathJax did not load"
     assert not info["untypeset"], f"{page_name}: math left untypeset by MathJax: {info['untypeset'][:5]}"
     assert not info["rawMath"], f"{page_name}: raw TeX in the page text: {info['rawMath'][:5]}"
+
+    assert not info["overflowing"], f"{page_name}: outputs wider than the page: {info['overflowing'][:5]}"
 
     bad_links = []
     for link in info["links"]:
