@@ -37,6 +37,11 @@ def _check_inputs(q, k, v, mask, block_size) -> tuple[int, ...]:
         raise TypeError(f"block_size must be an int, got {type(block_size).__name__}")
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        raise RuntimeError(
+            "chunked_attention updates its running sums in place and has no backward pass; "
+            "call it under torch.no_grad(), or use attention() when you need gradients"
+        )
     lead = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     scores_shape = (*lead, q.shape[-2], k.shape[-2])
     if mask is not None:
@@ -62,7 +67,7 @@ def _query_block(q_blk, k, v, mask, causal, q0, block_size):
     """
     q1, n_k = q0 + q_blk.shape[-2], k.shape[-2]
     k_end = min(n_k, q1) if causal else n_k  # causal: keys after the last query are never seen
-    m = l = acc = None
+    m = total = acc = None
     for k0 in range(0, k_end, block_size):
         k1 = min(k0 + block_size, k_end)
         s = q_blk @ k[..., k0:k1, :].transpose(-2, -1)  # (..., b_q, d) @ (..., d, b_k) -> (..., b_q, b_k)
@@ -70,18 +75,18 @@ def _query_block(q_blk, k, v, mask, causal, q0, block_size):
         if tile is not None:
             s = s.masked_fill_(~tile, float("-inf"))  # (..., b_q, b_k): masked keys get -inf
         m_blk = s.amax(dim=-1, keepdim=True)  # (..., b_q, 1)
-        m_new = m_blk if m is None else torch.maximum(m, m_blk)  # (..., b_q, 1)
-        m_new = torch.where(torch.isfinite(m_new), m_new, 0.0)  # nothing seen yet: -inf -> 0
-        p = s.sub_(m_new).exp_()  # (..., b_q, b_k): exp(s - m_new) in place; masked keys -> 0
+        m_new = m_blk if m is None else torch.maximum(m, m_blk)  # (..., b_q, 1); -inf: no key seen yet
+        shift = torch.where(torch.isfinite(m_new), m_new, 0.0)  # (..., b_q, 1): -inf - -inf would be NaN
+        p = s.sub_(shift).exp_()  # (..., b_q, b_k): exp(s - m_new) in place; masked keys -> 0
         pv = p @ v[..., k0:k1, :]  # (..., b_q, b_k) @ (..., b_k, d_v) -> (..., b_q, d_v)
         if acc is None:
-            l, acc = p.sum(dim=-1, keepdim=True), pv  # (..., b_q, 1), (..., b_q, d_v)
+            total, acc = p.sum(dim=-1, keepdim=True), pv  # (..., b_q, 1), (..., b_q, d_v)
         else:
-            rescale = torch.exp(m - m_new)  # (..., b_q, 1): old sums were relative to the old max
-            l = l.mul_(rescale).add_(p.sum(dim=-1, keepdim=True))  # (..., b_q, 1)
-            acc = acc.mul_(rescale).add_(pv)  # (..., b_q, d_v)
+            rescale = torch.exp(m - shift)  # (..., b_q, 1): old sums were relative to the old max
+            total = total.mul_(rescale).add_(p.sum(dim=-1, keepdim=True))  # (..., b_q, 1)
+            acc = pv.addcmul_(acc, rescale)  # (..., b_q, d_v): pv + acc * rescale, in one pass
         m = m_new
-    return acc / torch.where(l > 0, l, 1.0)  # a row that saw no key has acc = 0 -> output 0
+    return acc / torch.where(total > 0, total, 1.0)  # a row that saw no key has acc = 0 -> output 0
 
 
 def chunked_attention(
@@ -105,6 +110,7 @@ def chunked_attention(
     causal: query i may attend to keys j <= i (top-left aligned, as torch's ``is_causal``).
     block_size: queries and keys per tile, an int >= 1; need not divide n_q or n_k.
     Rows with nothing to attend to get a zero output, never NaN.
+    Forward only: there is no backward pass (inputs that require grad raise RuntimeError).
     """
     scores_shape = _check_inputs(q, k, v, mask, block_size)
     n_q, d_v = q.shape[-2], v.shape[-1]

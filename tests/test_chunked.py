@@ -1,0 +1,276 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+from torch.testing import assert_close
+
+from attnlib import attention, causal_mask, chunked_attention
+
+# The tolerances the issue asks for: 1e-5 in float32, 1e-10 in float64.
+TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+DTYPES = [torch.float32, torch.float64]
+
+
+def qkv(*lead, n_q=13, n_k=17, d=8, d_v=6, dtype=torch.float64):
+    return (
+        torch.randn(*lead, n_q, d, dtype=dtype),
+        torch.randn(*lead, n_k, d, dtype=dtype),
+        torch.randn(*lead, n_k, d_v, dtype=dtype),
+    )
+
+
+def close(actual, expected):
+    tol = TOL[expected.dtype]
+    assert_close(actual, expected, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lead", [(), (3,), (2, 4)])
+def test_matches_torch_sdpa_with_batch_and_heads(dtype, lead):
+    q, k, v = qkv(*lead, dtype=dtype)
+    close(chunked_attention(q, k, v, block_size=4), F.scaled_dot_product_attention(q, k, v))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("block_size", [1, 4, 5, 13, 17, 64])  # divides n_q or n_k, or neither, or exceeds both
+def test_block_sizes_that_do_and_do_not_divide_n(dtype, block_size):
+    q, k, v = qkv(2, n_q=20, n_k=20, dtype=dtype)
+    expected = F.scaled_dot_product_attention(q, k, v)
+    close(chunked_attention(q, k, v, block_size=block_size), expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_q,n_k", [(6, 6), (4, 9), (9, 4), (1, 30), (30, 1)])
+def test_n_q_different_from_n_k(dtype, n_q, n_k):
+    q, k, v = qkv(2, n_q=n_q, n_k=n_k, dtype=dtype)
+    close(chunked_attention(q, k, v, block_size=4), F.scaled_dot_product_attention(q, k, v))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_q,n_k", [(12, 12), (5, 14), (14, 5)])
+@pytest.mark.parametrize("block_size", [3, 4, 64])
+def test_causal_matches_torch_is_causal(dtype, n_q, n_k, block_size):
+    q, k, v = qkv(2, 3, n_q=n_q, n_k=n_k, dtype=dtype)
+    expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # top-left aligned
+    close(chunked_attention(q, k, v, causal=True, block_size=block_size), expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_boolean_mask_matches_torch_sdpa(dtype):
+    q, k, v = qkv(2, 3, dtype=dtype)
+    mask = torch.rand(2, 1, 13, 17) > 0.4  # broadcast over the heads
+    mask[..., 0] = True  # every row attends somewhere; fully masked rows have their own test
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    close(chunked_attention(q, k, v, mask=mask, block_size=5), expected)
+
+
+@pytest.mark.parametrize("shape", [(13, 1), (1, 17), (2, 1, 1), (3, 2, 1, 17)])
+def test_masks_that_broadcast_in_the_last_two_dims(shape):
+    q, k, v = qkv(3, 2)
+    mask = torch.rand(shape) > 0.3
+    mask[..., 0] = True
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    close(chunked_attention(q, k, v, mask=mask, block_size=4), expected)
+
+
+def test_mask_and_causal_combine_like_torch():
+    q, k, v = qkv(2, n_q=12, n_k=12)
+    mask = torch.rand(2, 12, 12) > 0.3
+    mask[..., 0] = True
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask & causal_mask(12))
+    close(chunked_attention(q, k, v, mask=mask, causal=True, block_size=5), expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("block_size", [1, 4, 64])
+def test_fully_masked_rows_give_zeros_as_torch(dtype, block_size):
+    q, k, v = qkv(2, dtype=dtype)
+    mask = torch.ones(2, 13, 17, dtype=torch.bool)
+    mask[0, 3] = False  # nothing to attend to
+    mask[1, 5, :9] = False  # nothing in the first blocks, something later
+    mask[1, 7, 4:] = False  # something in the first block, nothing later
+    out = chunked_attention(q, k, v, mask=mask, block_size=block_size)
+    assert (out[0, 3] == 0).all()
+    close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_masked_first_block_then_very_negative_scores(dtype):
+    # The running maximum stays -inf over the masked first block; the next block's scores are
+    # about -1e3: rescaling by exp(-inf - (-1e3)) must give 0, not exp(+1e3) = inf and then NaN.
+    k = torch.ones(1, 8, 4, dtype=dtype)
+    q = -torch.full((1, 3, 4), 1e3, dtype=dtype) / 2  # scores q.k / sqrt(4) = -1e3
+    v = torch.randn(1, 8, 5, dtype=dtype)
+    mask = torch.ones(1, 3, 8, dtype=torch.bool)
+    mask[..., :4] = False
+    out = chunked_attention(q, k, v, mask=mask, block_size=4)
+    assert torch.isfinite(out).all()
+    close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+
+
+def test_broadcast_leading_dims_like_torch():
+    q = torch.randn(2, 1, 9, 8, dtype=torch.float64)
+    k = torch.randn(1, 3, 11, 8, dtype=torch.float64)
+    v = torch.randn(3, 11, 5, dtype=torch.float64)
+    close(chunked_attention(q, k, v, block_size=4), attention(q, k, v)[0])
+
+
+def test_large_logits_do_not_overflow():
+    q, k, v = qkv(2, dtype=torch.float32)
+    q = q * 1e3  # scores of order ±1e3: exp without the running maximum would overflow
+    out = chunked_attention(q, k, v, block_size=4)
+    assert torch.isfinite(out).all()
+    close(out, F.scaled_dot_product_attention(q, k, v))
+
+
+def test_inputs_that_require_grad_are_refused_not_silently_detached():
+    q, k, v = qkv()
+    with pytest.raises(RuntimeError, match=r"no backward pass.*torch.no_grad\(\)"):
+        chunked_attention(q.requires_grad_(True), k, v)
+    with torch.no_grad():
+        close(chunked_attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
+
+
+@given(
+    n_q=st.integers(1, 12),
+    n_k=st.integers(1, 12),
+    d=st.integers(1, 6),
+    block_size=st.integers(1, 14),
+    causal=st.booleans(),
+    p_masked=st.sampled_from([0.0, 0.5, 0.9, 1.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_equals_attention_for_any_blocking(n_q, n_k, d, block_size, causal, p_masked, seed):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(2, n, d, generator=g, dtype=torch.float64) * 3 for n in (n_q, n_k, n_k))
+    mask = torch.rand(2, n_q, n_k, generator=g) >= p_masked
+    out = chunked_attention(q, k, v, mask=mask, causal=causal, block_size=block_size)
+    allowed = mask & causal_mask(n_q, n_k) if causal else mask
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    close(out, expected)
+    assert (out[~allowed.any(-1)] == 0).all()  # rows with nothing to attend to are zeros, never NaN
+
+
+@given(
+    n=st.integers(1, 40),
+    block_size=st.integers(1, 50),
+    seed=st.integers(0, 2**16),
+)
+def test_output_does_not_depend_on_block_size(n, block_size, seed):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(3, n, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    whole = chunked_attention(q, k, v, block_size=n)  # one tile: an ordinary softmax
+    close(chunked_attention(q, k, v, block_size=block_size), whole)
+
+
+@given(n=st.integers(2, 10), seed=st.integers(0, 2**16))
+def test_causal_output_ignores_the_future(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(n, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    out = chunked_attention(q, k, v, causal=True, block_size=3)
+    k2, v2 = k.clone(), v.clone()
+    k2[-1], v2[-1] = k[-1] + 5.0, v[-1] - 5.0  # change only the last position
+    out2 = chunked_attention(q, k2, v2, causal=True, block_size=3)
+    close(out2[:-1], out[:-1])
+
+
+# Bad inputs: the same errors as attention's, and block_size.
+
+
+def test_block_size_below_one():
+    q, k, v = qkv()
+    with pytest.raises(ValueError, match="block_size must be >= 1, got 0"):
+        chunked_attention(q, k, v, block_size=0)
+
+
+@pytest.mark.parametrize("block_size", [2.0, "4", True, None])
+def test_block_size_must_be_an_int(block_size):
+    q, k, v = qkv()
+    with pytest.raises(TypeError, match="block_size must be an int"):
+        chunked_attention(q, k, v, block_size=block_size)
+
+
+def test_k_and_v_lengths_must_match():
+    q, k, v = qkv()
+    with pytest.raises(ValueError, match=r"same number of positions n_k.*\(17, 8\).*\(16, 6\)"):
+        chunked_attention(q, k, v[:16])
+
+
+def test_q_and_k_widths_must_match():
+    q, k, v = qkv()
+    with pytest.raises(ValueError, match=r"same feature size.*\(13, 3\).*\(17, 8\)"):
+        chunked_attention(q[:, :3], k, v)
+
+
+@pytest.mark.parametrize("name", ["q", "k", "v"])
+def test_integer_inputs_are_rejected(name):
+    t = dict(zip("qkv", qkv(), strict=True))
+    t[name] = t[name].long()
+    with pytest.raises(TypeError, match=f"{name} must be a floating-point tensor, got dtype torch.int64"):
+        chunked_attention(t["q"], t["k"], t["v"])
+
+
+def test_non_tensor_input_is_rejected():
+    _, k, v = qkv()
+    with pytest.raises(TypeError, match="q must be a torch.Tensor, got list"):
+        chunked_attention([[1.0]], k, v)
+
+
+def test_one_dimensional_input_is_rejected():
+    q, k, v = qkv()
+    with pytest.raises(ValueError, match=r"q must have shape \(..., n, d\), got \(8,\)"):
+        chunked_attention(q[0], k, v)
+
+
+def test_mixed_dtypes_are_rejected():
+    q, k, v = qkv()
+    with pytest.raises(TypeError, match="one dtype"):
+        chunked_attention(q.float(), k, v)
+
+
+def test_leading_dims_that_do_not_broadcast():
+    q, _, _ = qkv(2)
+    _, k, v = qkv(3)
+    with pytest.raises(ValueError, match=r"leading dimensions of q and k do not broadcast"):
+        chunked_attention(q, k, v)
+
+
+def test_mask_that_does_not_broadcast():
+    q, k, v = qkv(2)
+    with pytest.raises(ValueError, match=r"mask of shape \(13, 6\) does not broadcast.*\(2, 13, 17\)"):
+        chunked_attention(q, k, v, mask=torch.ones(13, 6, dtype=torch.bool))
+
+
+def test_mask_that_would_enlarge_the_output():
+    q, k, v = qkv()
+    with pytest.raises(ValueError, match=r"mask of shape \(2, 13, 17\) does not broadcast"):
+        chunked_attention(q, k, v, mask=torch.ones(2, 13, 17, dtype=torch.bool))
+
+
+def test_float_mask_is_rejected():
+    q, k, v = qkv()
+    with pytest.raises(TypeError, match="mask must be a boolean tensor"):
+        chunked_attention(q, k, v, mask=torch.zeros(13, 17))
+
+
+def _bad_inputs():
+    q, k, v = qkv()
+    return [
+        ((q, k, v[:16]), {}),
+        ((q[:, :3], k, v), {}),
+        ((q, k, v.long()), {}),
+        ((q.float(), k, v), {}),
+        ((q, k, v), {"mask": torch.ones(13, 6, dtype=torch.bool)}),
+        ((q, k, v), {"mask": torch.zeros(13, 17)}),
+    ]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_errors_are_the_same_as_attentions(case):
+    args, kwargs = _bad_inputs()[case]
+    with pytest.raises((TypeError, ValueError)) as ours:
+        chunked_attention(*args, **kwargs)
+    with pytest.raises((TypeError, ValueError)) as theirs:
+        attention(*args, **kwargs)
+    assert (type(ours.value), str(ours.value)) == (type(theirs.value), str(theirs.value))
