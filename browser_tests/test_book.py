@@ -200,6 +200,8 @@ def test_page(page_name, server, browser):
         notebook = urljoin(f"{server}/", f"_sources/{page_name}.ipynb")
         assert notebook in info["links"], f"{page_name}: no download link to its .ipynb"
         assert (HTML / "_sources" / f"{page_name}.ipynb").exists()
+        for ref in ("notation.html", "glossary.html"):
+            assert urljoin(f"{server}/", ref) in info["links"], f"{page_name}: no link to {ref}"
         mentions_figure = re.search(r"\b(figure|plot|heatmap)s?\b", info["text"], re.IGNORECASE)
         real_images = [img for img in info["images"] if img["width"] > 0 and "_images/" in img["src"]]
         if mentions_figure:
