@@ -88,3 +88,23 @@ def test_every_solution_has_code(path):
         elif inside and cell["cell_type"] == "code":
             code_cells += 1
     assert solutions and all(solutions), f"{path.name}: each solution must contain running code, got {solutions}"
+
+
+def glued(path: Path, name: str) -> str:
+    for cell in load(path)["cells"]:
+        for out in cell.get("outputs", []):
+            if out.get("metadata", {}).get("scrapbook", {}).get("name") == name:
+                return out["data"]["application/papermill.record/text/plain"]
+    raise KeyError(f"{path.name} glues no {name!r}")
+
+
+def test_language_model_chapter_was_run_on_the_current_book_text():
+    # Chapter 10 trains on the book's own prose, so any edit of a chapter's text changes its outputs.
+    from attnlib import book_text
+
+    chapter = ROOT / "chapters" / "10_generating_text.ipynb"
+    stored = int(glued(chapter, "n_chars"))
+    assert stored == len(book_text(ROOT)), (
+        f"chapter 10 was run on a corpus of {stored} characters, the book now has {len(book_text(ROOT))}: "
+        "the prose changed since; run `make notebooks` (or re-execute chapter 10)"
+    )
