@@ -41,12 +41,19 @@ class AttentionClassifier(nn.Module):
             )
         return self.embed(tokens) + self.positions[: tokens.shape[1]]  # (batch, n, d_model)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, n, d_model) -> the attention output at the last position (batch, d_model)."""
+    def last_row(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (batch, n, d_model) -> (output at the last position (batch, d_model), its weights (batch, n)).
+
+        The weights are row ``n - 1`` of the layer's attention matrix: where the last position looks.
+        """
         q = self.attn.w_q(x[:, -1:, :])  # (batch, 1, d_model)
         k, v = self.attn.w_k(x), self.attn.w_v(x)  # each (batch, n, d_model)
-        out, _ = attention(q, k, v)  # (batch, 1, n) @ (batch, n, d_model) -> (batch, 1, d_model)
-        return out[:, 0, :]  # (batch, d_model)
+        out, w = attention(q, k, v)  # (batch, 1, n) @ (batch, n, d_model) -> (batch, 1, d_model)
+        return out[:, 0, :], w[:, 0, :]  # (batch, d_model), (batch, n)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, n, d_model) -> the attention output at the last position (batch, d_model)."""
+        return self.last_row(x)[0]  # (batch, d_model)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.readout(self.encode(self.inputs(tokens)))  # (batch, n_classes)

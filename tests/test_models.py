@@ -44,6 +44,16 @@ def test_attention_classifier_reads_the_last_row_of_the_full_layer():
     assert_close(model.encode(x), full[:, -1, :])
 
 
+def test_attention_classifier_last_row_returns_the_last_row_of_the_weights():
+    model = AttentionClassifier(V, C, d_model=8).double()
+    x = torch.randn(3, 11, 8, dtype=torch.float64)
+    full_out, full_w = model.attn(x)  # (3, 11, 8), (3, 11, 11)
+    out, w = model.last_row(x)  # (3, 8), (3, 11)
+    assert_close(out, full_out[:, -1, :])
+    assert_close(w, full_w[:, -1, :])
+    assert_close(w.sum(-1), torch.ones(3, dtype=torch.float64))
+
+
 def test_attention_classifier_adds_sinusoidal_positions():
     model = AttentionClassifier(V, C, d_model=8)
     tokens = torch.randint(V, (2, 9))
