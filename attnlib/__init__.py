@@ -29,7 +29,16 @@ from .pretrained import load_minilm
 from .scores import additive_scores, bilinear_scores, dot_scores, scaled_dot_scores
 from .softmax import softmax
 from .tasks import label_of, remember_first_token
-from .text_data import CharTokenizer, book_documents, book_text, find_book_root, get_batch, train_val_split
+from .text_data import (
+    CharTokenizer,
+    book_documents,
+    book_text,
+    find_book_root,
+    get_batch,
+    interleaved_split,
+    page_spans,
+    train_val_split,
+)
 from .toy_tasks import RetrievalAttention, retrieval_batch, train_retrieval
 from .utils import reproducible
 
@@ -64,6 +73,7 @@ __all__ = [
     "generate",
     "get_batch",
     "gradient_by_distance",
+    "interleaved_split",
     "label_of",
     "lm_loss",
     "load_minilm",
@@ -71,6 +81,7 @@ __all__ = [
     "mean_attention_distance",
     "online_normalizer",
     "online_softmax",
+    "page_spans",
     "path_length",
     "plot_weights",
     "recurrent_layer",

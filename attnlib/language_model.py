@@ -106,19 +106,32 @@ def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, ids: torch.Tensor, context: int, batch_size: int = 64) -> float:
-    """Mean cross-entropy over all non-overlapping windows of ``ids`` (n,); the same windows every call."""
+def evaluate_loss(model: nn.Module, ids: torch.Tensor, context: int, batch_size: int = 64,
+                  skip_targets: torch.Tensor | None = None) -> float:
+    """Mean cross-entropy over all non-overlapping windows of ``ids`` (n,); the same windows every call.
+
+    ``skip_targets``: token ids (k,) whose positions, as targets, are left out of the mean (for
+    example characters that never occur in the training text).
+    """
     n_windows = (len(ids) - 1) // context
     if n_windows < 1:
         raise ValueError(f"{len(ids)} tokens hold no window of context {context} plus a target")
     x = ids[: n_windows * context].view(n_windows, context)  # (n_windows, context)
     y = ids[1 : n_windows * context + 1].view(n_windows, context)  # shifted by one
+    skip = torch.as_tensor([] if skip_targets is None else skip_targets, dtype=ids.dtype)  # (k,)
     was_training = model.training
     model.eval()
-    total = sum(lm_loss(model, x[i : i + batch_size], y[i : i + batch_size]).item() * len(x[i : i + batch_size])
-                for i in range(0, n_windows, batch_size))
+    total, count = 0.0, 0
+    for i in range(0, n_windows, batch_size):
+        logits = model(x[i : i + batch_size])  # (b, context, vocab_size)
+        targets = y[i : i + batch_size].flatten()  # (b * context,)
+        losses = F.cross_entropy(logits.flatten(0, 1), targets, reduction="none")  # (b * context,)
+        keep = ~torch.isin(targets, skip)  # (b * context,) bool, True = counted
+        total, count = total + losses[keep].sum().item(), count + int(keep.sum())
     model.train(was_training)
-    return total / n_windows
+    if count == 0:
+        raise ValueError("every target is in skip_targets: nothing left to average")
+    return total / count
 
 
 def train_lm(model: nn.Module, train_ids: torch.Tensor, val_ids: torch.Tensor, *, steps: int, batch_size: int,

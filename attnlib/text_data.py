@@ -54,9 +54,22 @@ def book_documents(root: str | Path) -> dict[str, str]:
     return documents
 
 
+PAGE_SEPARATOR = "\n\n"  # between two pages in book_text
+
+
 def book_text(root: str | Path) -> str:
     """All of :func:`book_documents` joined into one string, pages separated by a blank line."""
-    return "\n\n".join(book_documents(root).values())
+    return PAGE_SEPARATOR.join(book_documents(root).values())
+
+
+def page_spans(documents: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """Where each page lies in the joined text: ``{name: (start, end)}``, so that
+    ``PAGE_SEPARATOR.join(documents.values())[start:end] == documents[name]``."""
+    spans, start = {}, 0
+    for name, page in documents.items():
+        spans[name] = (start, start + len(page))
+        start += len(page) + len(PAGE_SEPARATOR)
+    return spans
 
 
 class CharTokenizer:
@@ -103,6 +116,28 @@ def train_val_split(ids: torch.Tensor, val_fraction: float = 0.1) -> tuple[torch
     if n_val < 1 or n_val >= len(ids):
         raise ValueError(f"{len(ids)} tokens are too few to keep a fraction {val_fraction} for validation")
     return ids[: len(ids) - n_val], ids[len(ids) - n_val :]  # (n - n_val,), (n_val,)
+
+
+def interleaved_split(
+    ids: torch.Tensor, block_size: int, every: int = 10
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut a token sequence (n,) into blocks of ``block_size`` tokens; every ``every``-th block
+    (blocks ``every - 1``, ``2 every - 1``, ...) goes to validation, the others to training.
+
+    Returns the training blocks and the validation blocks, each joined in their original order.
+    The two parts share no position, and validation samples the whole sequence rather than its
+    end. A window drawn from the joined training part can straddle the seam where a validation
+    block was taken out (at most ``context`` of every ``block_size`` positions).
+    """
+    if ids.dim() != 1:
+        raise ValueError(f"ids must have shape (n,), got {tuple(ids.shape)}")
+    if block_size < 1 or every < 2:
+        raise ValueError(f"block_size must be >= 1 and every >= 2, got {block_size} and {every}")
+    block = torch.arange(len(ids)) // block_size  # (n,): the block of every position
+    is_val = block % every == every - 1  # (n,) bool
+    if not is_val.any() or is_val.all():
+        raise ValueError(f"{len(ids)} tokens hold no complete set of {every} blocks of {block_size}")
+    return ids[~is_val], ids[is_val]  # (n_train,), (n_val,)
 
 
 def get_batch(

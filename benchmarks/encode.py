@@ -1,6 +1,8 @@
 """attnlib's MiniLM encoder against sentence-transformers, side by side, on the CPU.
 
 Run by hand (not part of CI):  .venv/bin/python benchmarks/encode.py [--threads 1] [--batch-size 32]
+It prints a table and writes benchmarks/results/encode_cpu.json (``--out``): the machine, the setup,
+every run's wall-clock and CPU seconds, and the best run of each encoder.
 
 Both encoders get the same 512 sentences, the same batch size and the same number of torch
 threads. Each is timed ``--repeats`` times, alternating, and the best run is reported (the least
@@ -8,9 +10,12 @@ disturbed by other processes). Target: attnlib no slower than 1.25x the referenc
 """
 
 import argparse
+import json
 import os
 import random
+import sys
 import time
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # everything is local: never reach the network
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -21,6 +26,9 @@ import transformers  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
 import attnlib  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from attention import machine  # noqa: E402  (the same machine description as the attention benchmark)
 
 WORDS = (
     "the a model token attention head layer query key value weight sentence word long short "
@@ -47,9 +55,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "encode_cpu.json"))
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    info = machine(args.threads)
     transformers.logging.disable_progress_bar()
     texts = sentences()
     ours = attnlib.load_minilm()
@@ -76,6 +86,19 @@ def main() -> None:
         print(f"{name:<24}{wall:>9.3f}{cpu:>8.3f}{len(texts) / wall:>13.1f}{ratio:>18.2f}")
     ratio = best["attnlib"][0] / best["sentence-transformers"][0]
     print(f"target (attnlib <= 1.25x the reference's time): {'met' if ratio <= 1.25 else 'NOT met'}")
+    info["load_average_at_end"] = os.getloadavg()[0]
+    setup = {"sentences": len(texts), "batch_size": args.batch_size, "repeats": args.repeats,
+             "device": "cpu", "dtype": "float32"}
+    payload = {
+        "machine": info, "setup": setup, "max_abs_difference": diff,
+        "runs": {name: [{"wall_s": w, "cpu_s": c} for w, c in r] for name, r in runs.items()},
+        "best": {name: {"wall_s": w, "cpu_s": c, "sentences_per_s": len(texts) / w,
+                        "time_vs_reference": w / best["sentence-transformers"][0]}
+                 for name, (w, c) in best.items()},
+        "target_1.25x_met": ratio <= 1.25,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(payload, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ from attnlib import (
     find_book_root,
     generate,
     get_batch,
+    interleaved_split,
     lm_loss,
+    page_spans,
     train_lm,
     train_val_split,
 )
@@ -249,6 +251,19 @@ def test_evaluate_loss_averages_over_non_overlapping_windows():
     assert math.isclose(evaluate_loss(model, ids, 16, batch_size=3), expected, rel_tol=1e-12)
 
 
+def test_evaluate_loss_can_leave_out_some_targets():
+    model = _small_model()
+    ids = torch.randint(11, (70,))
+    x, y = ids[:64].view(4, 16), ids[1:65].view(4, 16)
+    losses = F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction="none")
+    keep = (y.flatten() != 3) & (y.flatten() != 7)
+    expected = losses[keep].mean().item()
+    got = evaluate_loss(model, ids, 16, batch_size=3, skip_targets=torch.tensor([3, 7]))
+    assert math.isclose(got, expected, rel_tol=1e-12)
+    with pytest.raises(ValueError, match="nothing left"):
+        evaluate_loss(model, ids, 16, skip_targets=torch.arange(11))
+
+
 def test_training_is_deterministic_and_learns_a_repeating_text():
     ids = CharTokenizer("abcd").encode("abcdabcadbca" * 40)
     train, val = train_val_split(ids)
@@ -330,3 +345,46 @@ def test_sampling_rejects_non_positive_temperature(temperature):
 def test_sampling_rejects_empty_prompt():
     with pytest.raises(ValueError, match=r"n >= 1"):
         generate(_small_model(), torch.tensor([], dtype=torch.long), 3, temperature=1.0, generator=torch.Generator())
+
+
+# ---------------------------------------------------------------- page spans and the interleaved split
+
+
+def test_page_spans_locate_every_page_in_book_text(fake_book):
+    docs = book_documents(fake_book)
+    text = book_text(fake_book)
+    spans = page_spans(docs)
+    assert list(spans) == list(docs)
+    for name, (start, end) in spans.items():
+        assert text[start:end] == docs[name]
+    assert list(spans.values())[-1][1] == len(text)
+
+
+@given(st.integers(1, 400), st.integers(1, 40), st.integers(2, 12))
+def test_interleaved_split_partitions_positions_by_block(n, block_size, every):
+    ids = torch.arange(n)  # every position carries its own index
+    try:
+        train, val = interleaved_split(ids, block_size, every)
+    except ValueError:
+        is_val = ids // block_size % every == every - 1
+        assert not is_val.any() or is_val.all()  # only refused when one side would be empty
+        return
+    assert set(train.tolist()).isdisjoint(val.tolist())
+    assert sorted(train.tolist() + val.tolist()) == ids.tolist()  # together: every position once
+    assert torch.equal(train, train.sort().values) and torch.equal(val, val.sort().values)  # order kept
+    assert ((val // block_size) % every == every - 1).all()  # validation: every every-th block
+    assert ((train // block_size) % every != every - 1).all()
+
+
+def test_interleaved_split_samples_the_whole_sequence():
+    train, val = interleaved_split(torch.arange(10_000), block_size=100, every=10)
+    assert len(val) == 1000 and val.min() < 1000 and val.max() >= 9000  # from the start to the end
+
+
+def test_interleaved_split_rejects_bad_arguments():
+    with pytest.raises(ValueError, match=r"shape \(n,\)"):
+        interleaved_split(torch.zeros(4, 5, dtype=torch.long), 2)
+    with pytest.raises(ValueError, match="every >= 2"):
+        interleaved_split(torch.arange(100), 10, every=1)
+    with pytest.raises(ValueError, match="no complete set"):
+        interleaved_split(torch.arange(50), 10, every=10)
