@@ -43,3 +43,30 @@ def check_mask(mask: torch.Tensor, scores_shape) -> None:
             f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
             f"{tuple(scores_shape)} (..., n_q, n_k)"
         )
+
+
+def check_queries_keys(q: torch.Tensor, k: torch.Tensor, same_width: bool = True) -> None:
+    """q: (..., n_q, d_q), k: (..., n_k, d_k): floating, one dtype, batch dims that broadcast,
+    and (unless ``same_width=False``, as for bilinear and additive scores) ``d_q == d_k``."""
+    check_float("q", q)
+    check_float("k", k)
+    check_same_dtype(q=q, k=k)
+    if same_width and q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"q and k must have the same feature size d, got q {tuple(q.shape)} (d={q.shape[-1]}) "
+            f"and k {tuple(k.shape)} (d={k.shape[-1]})"
+        )
+    check_batch(q.shape, k.shape, "q and k")
+
+
+def check_keys_values(k: torch.Tensor, v: torch.Tensor) -> None:
+    """k: (..., n_k, d), v: (..., n_k, d_v): floating, one dtype, same n_k, batch dims that broadcast."""
+    check_float("k", k)
+    check_float("v", v)
+    check_same_dtype(k=k, v=v)
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"k and v must have the same number of positions n_k, got k {tuple(k.shape)} "
+            f"and v {tuple(v.shape)}"
+        )
+    check_batch(k.shape, v.shape, "k and v")

@@ -2,7 +2,7 @@
 
 import torch
 
-from ._checks import check_batch, check_float, check_mask, check_same_dtype
+from ._checks import check_keys_values, check_mask, check_queries_keys
 from .scores import bilinear_scores, dot_scores, scaled_dot_scores
 from .softmax import softmax
 
@@ -42,15 +42,8 @@ def attention(
     """
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; allowed: {', '.join(repr(s) for s in SCORES)}")
-    check_float("v", v)
-    check_float("k", k)
-    check_same_dtype(q=q, k=k, v=v)
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(
-            f"k and v must have the same number of positions n_k, got k {tuple(k.shape)} "
-            f"and v {tuple(v.shape)}"
-        )
-    check_batch(k.shape, v.shape, "k and v")
+    check_queries_keys(q, k, same_width=score != "bilinear")
+    check_keys_values(k, v)
     if score == "bilinear":
         if weight is None:
             raise ValueError("score='bilinear' needs weight: (d_q, d_k)")

@@ -12,27 +12,13 @@ import math
 
 import torch
 
-from ._checks import check_batch, check_float, check_mask, check_same_dtype
+from ._checks import check_keys_values, check_mask, check_queries_keys
 
 
 def _check_inputs(q, k, v, mask, block_size) -> tuple[int, ...]:
     """Check like :func:`attnlib.attention` does; return the scores' shape (..., n_q, n_k)."""
-    check_float("v", v)
-    check_float("k", k)
-    check_float("q", q)
-    check_same_dtype(q=q, k=k, v=v)
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(
-            f"k and v must have the same number of positions n_k, got k {tuple(k.shape)} "
-            f"and v {tuple(v.shape)}"
-        )
-    check_batch(k.shape, v.shape, "k and v")
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"q and k must have the same feature size d, got q {tuple(q.shape)} (d={q.shape[-1]}) "
-            f"and k {tuple(k.shape)} (d={k.shape[-1]})"
-        )
-    check_batch(q.shape, k.shape, "q and k")
+    check_queries_keys(q, k)
+    check_keys_values(k, v)
     if isinstance(block_size, bool) or not isinstance(block_size, int):
         raise TypeError(f"block_size must be an int, got {type(block_size).__name__}")
     if block_size < 1:

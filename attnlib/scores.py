@@ -9,19 +9,7 @@ import math
 
 import torch
 
-from ._checks import check_batch, check_float, check_same_dtype
-
-
-def _check_qk(q: torch.Tensor, k: torch.Tensor, same_width: bool = True) -> None:
-    check_float("q", q)
-    check_float("k", k)
-    check_same_dtype(q=q, k=k)
-    if same_width and q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"q and k must have the same feature size d, got q {tuple(q.shape)} (d={q.shape[-1]}) "
-            f"and k {tuple(k.shape)} (d={k.shape[-1]})"
-        )
-    check_batch(q.shape, k.shape, "q and k")
+from ._checks import check_float, check_queries_keys, check_same_dtype
 
 
 def dot_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -29,7 +17,7 @@ def dot_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
     q: (..., n_q, d), k: (..., n_k, d) -> (..., n_q, n_k)
     """
-    _check_qk(q, k)
+    check_queries_keys(q, k)
     return q @ k.transpose(-2, -1)  # (..., n_q, d) @ (..., d, n_k) -> (..., n_q, n_k)
 
 
@@ -41,7 +29,7 @@ def scaled_dot_scores(q: torch.Tensor, k: torch.Tensor, scale: float | None = No
 
     q: (..., n_q, d), k: (..., n_k, d) -> (..., n_q, n_k)
     """
-    _check_qk(q, k)
+    check_queries_keys(q, k)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     return (q @ k.transpose(-2, -1)) * scale  # (..., n_q, n_k)
@@ -52,7 +40,7 @@ def bilinear_scores(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> t
 
     q: (..., n_q, d_q), k: (..., n_k, d_k), weight: (d_q, d_k) -> (..., n_q, n_k)
     """
-    _check_qk(q, k, same_width=False)
+    check_queries_keys(q, k, same_width=False)
     check_float("weight", weight)
     check_same_dtype(q=q, weight=weight)
     if weight.shape != (q.shape[-1], k.shape[-1]):
@@ -72,7 +60,7 @@ def additive_scores(
     q: (..., n_q, d_q), k: (..., n_k, d_k), w_q: (h, d_q), w_k: (h, d_k), v: (h,)
     -> (..., n_q, n_k). ``h`` is the hidden width of the scoring network.
     """
-    _check_qk(q, k, same_width=False)
+    check_queries_keys(q, k, same_width=False)
     for name, t in (("w_q", w_q), ("w_k", w_k), ("v", v)):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor")
