@@ -1,6 +1,6 @@
 """attnlib: the small self-attention library the book teaches."""
 
-from .analysis import attention_mass_beyond, mean_attention_distance
+from .analysis import attention_entropy, attention_mass_beyond, mean_attention_distance
 from .attention import SCORES, attention, causal_mask
 from .chunked import chunked_attention
 from .language_model import LSTMLM, TransformerLM, count_parameters, evaluate_loss, generate, lm_loss, train_lm
@@ -57,6 +57,7 @@ __all__ = [
     "accuracy",
     "additive_scores",
     "attention",
+    "attention_entropy",
     "attention_mass_beyond",
     "bilinear_scores",
     "book_documents",

@@ -31,3 +31,14 @@ def attention_mass_beyond(weights: torch.Tensor, distance: int) -> torch.Tensor:
         raise ValueError(f"weights must have shape (..., n_q, n_k), got {tuple(weights.shape)}")
     far = _distances(*weights.shape[-2:], device=weights.device) > distance  # (n_q, n_k)
     return (weights * far).sum(-1).mean(-1)  # (..., n_q) -> (...)
+
+
+def attention_entropy(weights: torch.Tensor) -> torch.Tensor:
+    """Entropy, in nats, of each query's attention distribution: ``H_i = -sum_j w_ij log w_ij``.
+
+    0 for a one-hot row, ``log n_k`` for a uniform one; zero weights contribute 0 (``0 log 0 = 0``).
+    weights: (..., n_q, n_k) -> (..., n_q)
+    """
+    if not weights.is_floating_point():
+        raise TypeError(f"weights must be a floating-point tensor, got dtype {weights.dtype}")
+    return -torch.special.xlogy(weights, weights).sum(-1)  # (..., n_q, n_k) -> (..., n_q)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from attnlib import attention_mass_beyond, mean_attention_distance, sinusoidal_positions
+from attnlib import attention_entropy, attention_mass_beyond, mean_attention_distance, sinusoidal_positions
 
 
 def test_sinusoidal_matches_formula():
@@ -48,3 +48,19 @@ def test_distance_of_first_token_attention_and_batch_shape():
 def test_analysis_rejects_vectors():
     with pytest.raises(ValueError, match="n_q, n_k"):
         mean_attention_distance(torch.ones(4))
+
+
+def test_entropy_of_one_hot_uniform_and_a_masked_row():
+    w = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25], [0.5, 0.5, 0.0, 0.0]], dtype=torch.float64)
+    expected = torch.tensor([0.0, math.log(4), math.log(2)], dtype=torch.float64)
+    assert_close(attention_entropy(w), expected)
+
+
+def test_entropy_matches_the_formula_on_softmax_weights():
+    w = torch.softmax(torch.randn(2, 3, 5, 7, dtype=torch.float64), -1)
+    assert_close(attention_entropy(w), -(w * w.log()).sum(-1))
+
+
+def test_entropy_rejects_integer_weights():
+    with pytest.raises(TypeError, match="floating-point.*int64"):
+        attention_entropy(torch.ones(2, 3, dtype=torch.int64))
