@@ -1,102 +1,59 @@
-"""attnlib: the small self-attention library the book teaches."""
+"""attnlib: the small self-attention library the book teaches.
+
+The mechanism, in the order the book builds it (every name below is importable from ``attnlib``):
+
+- ``scores``     how similar is each query to each key: dot, scaled dot, bilinear, additive (ch 2-4)
+- ``softmax``    scores -> weights, and the online softmax's running maximum and sum (ch 5)
+- ``masks``      which keys a query may see: causal (top-left or bottom-right), windows (ch 5-7, 10)
+- ``attention``  softmax(score(Q, K)) V, the function every chapter calls (ch 1-6)
+- ``layers``     SelfAttention and MultiHeadSelfAttention as torch modules (ch 1, 3, 6)
+- ``positions``  sinusoidal position encodings (ch 6)
+- ``chunked``    attention without the n x n score matrix (ch 5, 8)
+- ``decoder``    a decoder-only Transformer and text generation (ch 10)
+- ``analysis``   reading attention weights: entropy, distance (ch 1, 3, 5, 6, 9, 10)
+- ``training``   seeding and the one training loop every experiment uses
+- ``display``    a heatmap of attention weights (imports matplotlib only when called)
+- ``checks``     the input checks every public function runs once, at its entry
+
+Each chapter's experiment scaffolding (tasks, toy models, data) lives in ``attnlib.experiments``,
+one module per experiment; see its docstring.
+"""
 
 from .analysis import attention_entropy, attention_mass_beyond, mean_attention_distance
-from .attention import SCORES, attention, causal_mask
+from .attention import SCORES, attention
 from .chunked import chunked_attention
-from .language_model import LSTMLM, TransformerLM, count_parameters, evaluate_loss, generate, lm_loss, train_lm
+from .decoder import TransformerLM, generate
+from .display import plot_weights
 from .layers import MultiHeadSelfAttention, SelfAttention
-from .models import (
-    AttentionClassifier,
-    RecurrentClassifier,
-    accuracy,
-    causal_conv,
-    count_macs,
-    dependency_pattern,
-    gradient_by_distance,
-    local_attention,
-    path_length,
-    recurrent_layer,
-    recurrent_sweep,
-    sequential_steps,
-    train_classifier,
-    window_mask,
-)
-from .online_softmax import online_normalizer, online_softmax
-from .partner_task import PartnerAttention, PartnerTask
-from .plotting import plot_weights
-from .positional import sinusoidal_positions
-from .pretrained import load_minilm
+from .masks import causal_mask, window_mask
+from .positions import sinusoidal_positions
 from .scores import additive_scores, bilinear_scores, dot_scores, scaled_dot_scores
-from .softmax import softmax
-from .tasks import label_of, remember_first_token
-from .text_data import (
-    CharTokenizer,
-    book_documents,
-    book_text,
-    find_book_root,
-    get_batch,
-    interleaved_split,
-    page_spans,
-    train_val_split,
-)
-from .toy_tasks import RetrievalAttention, retrieval_batch, train_retrieval
-from .utils import reproducible
+from .softmax import online_normalizer, online_softmax, softmax
+from .training import count_parameters, reproducible, train
 
 __all__ = [
     "SCORES",
-    "AttentionClassifier",
-    "CharTokenizer",
-    "LSTMLM",
     "MultiHeadSelfAttention",
-    "PartnerAttention",
-    "PartnerTask",
-    "RecurrentClassifier",
-    "RetrievalAttention",
     "SelfAttention",
     "TransformerLM",
-    "accuracy",
     "additive_scores",
     "attention",
     "attention_entropy",
     "attention_mass_beyond",
     "bilinear_scores",
-    "book_documents",
-    "book_text",
-    "causal_conv",
     "causal_mask",
     "chunked_attention",
-    "count_macs",
     "count_parameters",
-    "dependency_pattern",
     "dot_scores",
-    "evaluate_loss",
-    "find_book_root",
     "generate",
-    "get_batch",
-    "gradient_by_distance",
-    "interleaved_split",
-    "label_of",
-    "lm_loss",
-    "load_minilm",
-    "local_attention",
     "mean_attention_distance",
     "online_normalizer",
     "online_softmax",
-    "page_spans",
-    "path_length",
     "plot_weights",
-    "recurrent_layer",
-    "recurrent_sweep",
-    "remember_first_token",
     "reproducible",
-    "retrieval_batch",
     "scaled_dot_scores",
-    "sequential_steps",
     "sinusoidal_positions",
     "softmax",
-    "train_classifier",
-    "train_lm",
-    "train_retrieval",
-    "train_val_split",
+    "train",
     "window_mask",
 ]

@@ -2,21 +2,12 @@
 
 import torch
 
-from ._checks import check_keys_values, check_mask, check_queries_keys
-from .scores import bilinear_scores, dot_scores, scaled_dot_scores
-from .softmax import softmax
+from .checks import check_attention_inputs, check_choice
+from .masks import causal_mask
+from .scores import _bilinear, _dot, _scaled_dot, check_bilinear_weight
+from .softmax import _masked_softmax
 
 SCORES = ("dot", "scaled_dot", "bilinear")
-
-
-def causal_mask(n_q: int, n_k: int | None = None, device=None) -> torch.Tensor:
-    """Boolean causal mask: query i may attend to keys j <= i (the diagonal included).
-
-    -> (n_q, n_k), ``True`` = may attend. Aligned at the top-left, as
-    ``scaled_dot_product_attention(..., is_causal=True)`` is: query 0 sees key 0 only.
-    """
-    n_k = n_q if n_k is None else n_k
-    return torch.ones(n_q, n_k, dtype=torch.bool, device=device).tril()
 
 
 def attention(
@@ -37,28 +28,26 @@ def attention(
     score: ``"dot"`` (``Q K^T``), ``"scaled_dot"`` (``Q K^T / sqrt(d)``) or ``"bilinear"``
     (``Q W K^T``, needs ``weight: (d_q, d_k)``).
     mask: boolean, broadcastable to (..., n_q, n_k); ``True`` = may attend.
-    causal: also forbid query i from attending to keys j > i (see :func:`causal_mask`).
-    Rows with nothing to attend to get zero weights and a zero output.
+    causal: also forbid query i from attending to keys j > i (top-left aligned, see
+    :func:`attnlib.causal_mask`).
+    Rows with nothing to attend to (a fully masked row, or n_k = 0) get zero weights and a zero
+    output, never NaN.
     """
-    if score not in SCORES:
-        raise ValueError(f"unknown score {score!r}; allowed: {', '.join(repr(s) for s in SCORES)}")
-    check_queries_keys(q, k, same_width=score != "bilinear")
-    check_keys_values(k, v)
+    check_choice("score", score, SCORES)
+    check_attention_inputs(q, k, v, mask, same_width=score != "bilinear")
     if score == "bilinear":
         if weight is None:
             raise ValueError("score='bilinear' needs weight: (d_q, d_k)")
-        scores = bilinear_scores(q, k, weight)  # (..., n_q, n_k)
+        check_bilinear_weight(q, k, weight)
+        scores = _bilinear(q, k, weight)  # (..., n_q, n_k)
     elif weight is not None:
         raise ValueError(f"weight is only used by score='bilinear', not {score!r}")
     elif score == "dot":
-        scores = dot_scores(q, k)  # (..., n_q, n_k)
+        scores = _dot(q, k)  # (..., n_q, n_k)
     else:
-        scores = scaled_dot_scores(q, k)  # (..., n_q, n_k)
-
-    if mask is not None:
-        check_mask(mask, scores.shape)
+        scores = _scaled_dot(q, k)  # (..., n_q, n_k)
     if causal:
         tri = causal_mask(q.shape[-2], k.shape[-2], device=q.device)  # (n_q, n_k)
         mask = tri if mask is None else mask & tri
-    weights = softmax(scores, mask)  # (..., n_q, n_k)
+    weights = _masked_softmax(scores, mask)  # (..., n_q, n_k)
     return weights @ v, weights  # (..., n_q, n_k) @ (..., n_k, d_v) -> (..., n_q, d_v)

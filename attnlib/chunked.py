@@ -12,26 +12,18 @@ import math
 
 import torch
 
-from ._checks import check_keys_values, check_mask, check_queries_keys
+from .checks import check_attention_inputs, check_positive_int
 
 
 def _check_inputs(q, k, v, mask, block_size) -> tuple[int, ...]:
     """Check like :func:`attnlib.attention` does; return the scores' shape (..., n_q, n_k)."""
-    check_queries_keys(q, k)
-    check_keys_values(k, v)
-    if isinstance(block_size, bool) or not isinstance(block_size, int):
-        raise TypeError(f"block_size must be an int, got {type(block_size).__name__}")
-    if block_size < 1:
-        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    scores_shape = check_attention_inputs(q, k, v, mask)
+    check_positive_int("block_size", block_size)
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         raise RuntimeError(
             "chunked_attention updates its running sums in place and has no backward pass; "
             "call it under torch.no_grad(), or use attention() when you need gradients"
         )
-    lead = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    scores_shape = (*lead, q.shape[-2], k.shape[-2])
-    if mask is not None:
-        check_mask(mask, scores_shape)
     return scores_shape
 
 

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from .attention import SCORES, attention
+from .checks import check_choice
 
 
 class SelfAttention(nn.Module):
@@ -17,8 +18,7 @@ class SelfAttention(nn.Module):
 
     def __init__(self, d_model: int, d_head: int | None = None, score: str = "scaled_dot"):
         super().__init__()
-        if score not in SCORES:
-            raise ValueError(f"unknown score {score!r}; allowed: {', '.join(repr(s) for s in SCORES)}")
+        check_choice("score", score, SCORES)
         d_head = d_model if d_head is None else d_head
         self.score = score
         self.w_q = nn.Linear(d_model, d_head, bias=False)
@@ -27,6 +27,7 @@ class SelfAttention(nn.Module):
         self.weight = nn.Parameter(torch.eye(d_head)) if score == "bilinear" else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False):
+        """x: (..., n, d_model) -> output (..., n, d_head), weights (..., n, n); ``causal`` as in ``attention``."""
         q, k, v = self.w_q(x), self.w_k(x), self.w_v(x)  # each (..., n, d_head)
         return attention(q, k, v, score=self.score, mask=mask, causal=causal, weight=self.weight)
 
@@ -38,13 +39,14 @@ class MultiHeadSelfAttention(nn.Module):
     Each head has width ``d_head = d_model // n_heads`` and scales its scores by
     ``1/sqrt(d_head)``. ``mask``: boolean, broadcastable to (..., n_heads, n, n),
     ``True`` = may attend; for a key-padding mask ``(batch, n)`` pass ``mask[:, None, None, :]``.
+    ``causal`` is an argument of ``forward``, as for :class:`SelfAttention`.
     """
 
-    def __init__(self, d_model: int, n_heads: int, causal: bool = False, bias: bool = True):
+    def __init__(self, d_model: int, n_heads: int, bias: bool = True):
         super().__init__()
         if d_model % n_heads != 0:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
-        self.d_model, self.n_heads, self.causal = d_model, n_heads, causal
+        self.d_model, self.n_heads = d_model, n_heads
         self.d_head = d_model // n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)  # W_q, W_k, W_v stacked, as in torch
         self.out = nn.Linear(d_model, d_model, bias=bias)
@@ -53,27 +55,27 @@ class MultiHeadSelfAttention(nn.Module):
         t = t.unflatten(-1, (self.n_heads, self.d_head))  # (..., n, d_model) -> (..., n, h, d_head)
         return t.transpose(-3, -2)  # -> (..., h, n, d_head)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False):
         if x.dim() < 2 or x.shape[-1] != self.d_model:
             raise ValueError(f"x must have shape (..., n, {self.d_model}), got {tuple(x.shape)}")
         q, k, v = self.qkv(x).chunk(3, dim=-1)  # each (..., n, d_model)
         q, k, v = self._split(q), self._split(k), self._split(v)  # each (..., h, n, d_head)
-        heads, weights = attention(q, k, v, mask=mask, causal=self.causal)  # (..., h, n, d_head), (..., h, n, n)
+        heads, weights = attention(q, k, v, mask=mask, causal=causal)  # (..., h, n, d_head), (..., h, n, n)
         concat = heads.transpose(-3, -2).flatten(-2)  # (..., n, h, d_head) -> (..., n, d_model)
         return self.out(concat), weights  # (..., n, d_model)
 
     @classmethod
-    def from_torch(cls, m: nn.MultiheadAttention, causal: bool = False) -> "MultiHeadSelfAttention":
+    def from_torch(cls, m: nn.MultiheadAttention) -> "MultiHeadSelfAttention":
         """Copy the weights of a ``torch.nn.MultiheadAttention(batch_first=True)``.
 
-        The result gives the same output as ``m(x, x, x)`` (with ``attn_mask`` the causal
-        mask when ``causal=True``).
+        The result gives the same output as ``m(x, x, x)`` (and ``new(x, causal=True)`` the same
+        as ``m(x, x, x, attn_mask=...)`` with torch's causal mask).
         """
         if not isinstance(m, nn.MultiheadAttention) or not m.batch_first:
             raise ValueError("from_torch expects torch.nn.MultiheadAttention(..., batch_first=True)")
         if not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
             raise ValueError("from_torch supports neither kdim/vdim, add_bias_kv nor add_zero_attn")
-        new = cls(m.embed_dim, m.num_heads, causal=causal, bias=m.in_proj_bias is not None)
+        new = cls(m.embed_dim, m.num_heads, bias=m.in_proj_bias is not None)
         new = new.to(dtype=m.in_proj_weight.dtype, device=m.in_proj_weight.device)
         with torch.no_grad():
             new.qkv.weight.copy_(m.in_proj_weight)

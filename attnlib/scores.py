@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from ._checks import check_float, check_queries_keys, check_same_dtype
+from .checks import check_float, check_queries_keys, check_same_dtype
 
 
 def dot_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -18,6 +18,10 @@ def dot_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     q: (..., n_q, d), k: (..., n_k, d) -> (..., n_q, n_k)
     """
     check_queries_keys(q, k)
+    return _dot(q, k)
+
+
+def _dot(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return q @ k.transpose(-2, -1)  # (..., n_q, d) @ (..., d, n_k) -> (..., n_q, n_k)
 
 
@@ -30,9 +34,13 @@ def scaled_dot_scores(q: torch.Tensor, k: torch.Tensor, scale: float | None = No
     q: (..., n_q, d), k: (..., n_k, d) -> (..., n_q, n_k)
     """
     check_queries_keys(q, k)
+    return _scaled_dot(q, k, scale)
+
+
+def _scaled_dot(q: torch.Tensor, k: torch.Tensor, scale: float | None = None) -> torch.Tensor:
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    return (q @ k.transpose(-2, -1)) * scale  # (..., n_q, n_k)
+    return _dot(q, k) * scale  # (..., n_q, n_k)
 
 
 def bilinear_scores(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -41,6 +49,12 @@ def bilinear_scores(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> t
     q: (..., n_q, d_q), k: (..., n_k, d_k), weight: (d_q, d_k) -> (..., n_q, n_k)
     """
     check_queries_keys(q, k, same_width=False)
+    check_bilinear_weight(q, k, weight)
+    return _bilinear(q, k, weight)
+
+
+def check_bilinear_weight(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> None:
+    """weight: (d_q, d_k), floating, the dtype of q."""
     check_float("weight", weight)
     check_same_dtype(q=q, weight=weight)
     if weight.shape != (q.shape[-1], k.shape[-1]):
@@ -48,6 +62,9 @@ def bilinear_scores(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> t
             f"weight must have shape (d_q, d_k) = ({q.shape[-1]}, {k.shape[-1]}), "
             f"got {tuple(weight.shape)}"
         )
+
+
+def _bilinear(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     qw = q @ weight  # (..., n_q, d_q) @ (d_q, d_k) -> (..., n_q, d_k)
     return qw @ k.transpose(-2, -1)  # (..., n_q, d_k) @ (..., d_k, n_k) -> (..., n_q, n_k)
 

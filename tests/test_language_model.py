@@ -9,23 +9,18 @@ from torch import nn
 from torch.nn import functional as F
 from torch.testing import assert_close
 
-from attnlib import (
-    LSTMLM,
+from attnlib import TransformerLM, count_parameters, generate
+from attnlib.experiments.book_text import (
     CharTokenizer,
-    TransformerLM,
     book_documents,
     book_text,
-    count_parameters,
-    evaluate_loss,
     find_book_root,
-    generate,
     get_batch,
     interleaved_split,
-    lm_loss,
     page_spans,
-    train_lm,
     train_val_split,
 )
+from attnlib.experiments.language_modelling import LSTMLM, evaluate_loss, lm_loss, train_lm
 
 # ---------------------------------------------------------------- corpus from a fake book
 
@@ -177,7 +172,7 @@ def test_causal_mask_keeps_position_t_from_seeing_the_future(t):
 def test_without_the_mask_the_past_sees_the_future():
     model = _small_model()
     for block in model.blocks:
-        block.attn.causal = False  # the test above must fail for such a model
+        block.causal = False  # the test above must fail for such a model
     x = torch.randint(11, (2, 16))
     changed = x.clone()
     changed[:, 10] = (x[:, 10] + 1) % 11

@@ -20,11 +20,11 @@ def test_from_torch_matches_multihead_attention(dtype, bias):
 
 def test_from_torch_matches_with_causal_mask():
     ref = nn.MultiheadAttention(12, 3, batch_first=True, dtype=torch.float64)
-    ours = MultiHeadSelfAttention.from_torch(ref, causal=True)
+    ours = MultiHeadSelfAttention.from_torch(ref)
     x = torch.randn(2, 6, 12, dtype=torch.float64)
     # torch's boolean attn_mask means the opposite of ours: True = may NOT attend.
     expected, _ = ref(x, x, x, attn_mask=~causal_mask(6))
-    out, _ = ours(x)
+    out, _ = ours(x, causal=True)
     assert_close(out, expected)
 
 

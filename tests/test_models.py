@@ -8,27 +8,24 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.testing import assert_close
 
-from attnlib import (
+from attnlib import SelfAttention, attention, causal_mask, count_parameters, sinusoidal_positions, window_mask
+from attnlib.experiments.long_range import (
     AttentionClassifier,
     RecurrentClassifier,
-    SelfAttention,
     accuracy,
-    attention,
+    remember_first_token,
+    train_classifier,
+)
+from attnlib.experiments.paths import (
     causal_conv,
-    causal_mask,
     count_macs,
-    count_parameters,
     dependency_pattern,
     gradient_by_distance,
     local_attention,
     path_length,
     recurrent_layer,
     recurrent_sweep,
-    remember_first_token,
     sequential_steps,
-    sinusoidal_positions,
-    train_classifier,
-    window_mask,
 )
 
 V, C = 16, 8
@@ -72,7 +69,7 @@ def test_without_positions_the_attention_model_sees_a_bag_of_tokens():
 
 @pytest.mark.parametrize("cell, rnn_type", [("lstm", nn.LSTM), ("rnn", nn.RNN)])
 def test_recurrent_classifier_reads_the_last_hidden_state(cell, rnn_type):
-    model = RecurrentClassifier(V, C, hidden=6, cell=cell)
+    model = RecurrentClassifier(V, C, d_hidden=6, cell=cell)
     assert isinstance(model.rnn, rnn_type)
     tokens = torch.randint(V, (3, 7))
     out, _ = model.rnn(model.embed(tokens))  # (3, 7, 6)
@@ -81,19 +78,19 @@ def test_recurrent_classifier_reads_the_last_hidden_state(cell, rnn_type):
 
 def test_parameter_counts_match_the_formulas_and_each_other():
     d, h = 32, 20
-    att, lstm = AttentionClassifier(V, C, d_model=d), RecurrentClassifier(V, C, hidden=h)
+    att, lstm = AttentionClassifier(V, C, d_model=d), RecurrentClassifier(V, C, d_hidden=h)
     assert count_parameters(att) == V * d + 3 * d * d + d * C + C
     assert count_parameters(lstm) == V * h + 4 * h * (h + h) + 8 * h + h * C + C
     assert abs(count_parameters(lstm) / count_parameters(att) - 1) <= 0.10
 
 
 def test_classifiers_reject_bad_input():
-    with pytest.raises(ValueError, match="cell must be"):
+    with pytest.raises(ValueError, match="unknown cell 'gru'"):
         RecurrentClassifier(V, C, cell="gru")
     with pytest.raises(ValueError, match=r"\(batch, n\)"):
         RecurrentClassifier(V, C)(torch.zeros(5, dtype=torch.int64))
     with pytest.raises(ValueError, match="n <= 16"):
-        AttentionClassifier(V, C, d_model=8, max_len=16)(torch.zeros(2, 17, dtype=torch.int64))
+        AttentionClassifier(V, C, d_model=8, context=16)(torch.zeros(2, 17, dtype=torch.int64))
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -103,7 +100,7 @@ def test_training_is_deterministic_under_a_seed():
     runs = []
     for _ in range(2):
         torch.manual_seed(1)
-        model = RecurrentClassifier(V, C, hidden=8)
+        model = RecurrentClassifier(V, C, d_hidden=8)
         runs.append(train_classifier(model, 5, steps=4, batch_size=8, lr=1e-2, seed=2))
     assert runs[0] == runs[1]
 
@@ -126,7 +123,7 @@ def test_accuracy_counts_argmax_hits():
 
 
 def test_gradient_by_distance_matches_the_jacobian():
-    model = RecurrentClassifier(V, C, hidden=5, cell="rnn")
+    model = RecurrentClassifier(V, C, d_hidden=5, cell="rnn")
     tokens = torch.randint(V, (2, 6))
     g = gradient_by_distance(model, tokens)
     m64 = model.double()
@@ -185,11 +182,13 @@ def test_causal_conv_looks_back_only_at_multiples_of_the_dilation(k, dilation):
     conv = nn.Conv1d(3, 2, k, dilation=dilation)
     x = torch.randn(n, 3)
     assert causal_conv(conv, x).shape == (n, 2)
-    expected = torch.tensor([[0 <= i - j <= (k - 1) * dilation and (i - j) % dilation == 0 for j in range(n)]
-                             for i in range(n)])
+    expected = torch.tensor(
+        [[0 <= i - j <= (k - 1) * dilation and (i - j) % dilation == 0 for j in range(n)] for i in range(n)]
+    )
     assert torch.equal(dependency_pattern(lambda x: causal_conv(conv, x), x), expected)
-    ref = nn.functional.conv1d(nn.functional.pad(x.T, ((k - 1) * dilation, 0)), conv.weight, conv.bias,
-                               dilation=dilation)  # (2, n)
+    ref = nn.functional.conv1d(
+        nn.functional.pad(x.T, ((k - 1) * dilation, 0)), conv.weight, conv.bias, dilation=dilation
+    )  # (2, n)
     assert_close(causal_conv(conv, x), ref.T)
 
 
@@ -265,8 +264,9 @@ def test_path_length_of_dilated_layers_counts_base_k_digits():
     layers = []
     for level in range(6):
         dil = k**level
-        layers.append(torch.tensor([[0 <= i - j <= (k - 1) * dil and (i - j) % dil == 0 for j in range(n)]
-                                    for i in range(n)]))
+        layers.append(
+            torch.tensor([[0 <= i - j <= (k - 1) * dil and (i - j) % dil == 0 for j in range(n)] for i in range(n)])
+        )
     assert path_length(layers) == 5  # 99 = 10200 in base 3
 
 

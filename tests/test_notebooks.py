@@ -100,7 +100,7 @@ def glued(path: Path, name: str) -> str:
 
 def test_language_model_chapter_was_run_on_the_current_book_text():
     # Chapter 10 trains on the book's own prose, so any edit of a chapter's text changes its outputs.
-    from attnlib import book_text
+    from attnlib.experiments.book_text import book_text
 
     chapter = ROOT / "chapters" / "10_generating_text.ipynb"
     stored = int(glued(chapter, "n_chars"))

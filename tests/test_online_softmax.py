@@ -107,12 +107,12 @@ def test_integer_scores():
 
 
 def test_scores_not_a_tensor():
-    with pytest.raises(TypeError, match="floating-point tensor, got list"):
+    with pytest.raises(TypeError, match="scores must be a torch.Tensor, got list"):
         online_softmax([1.0, 2.0], 2)
 
 
 def test_scalar_scores():
-    with pytest.raises(ValueError, match=r"shape \(\.\.\., n_k\)"):
+    with pytest.raises(ValueError, match=r"scores must have shape \(\.\.\., n\), got \(\)"):
         online_softmax(torch.tensor(1.0), 1)
 
 

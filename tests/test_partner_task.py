@@ -4,13 +4,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.testing import assert_close
 
-from attnlib import (
-    PartnerAttention,
-    PartnerTask,
-    bilinear_scores,
-    dot_scores,
-    softmax,
-)
+from attnlib import bilinear_scores, dot_scores, softmax
+from attnlib.experiments.partner import PartnerAttention, PartnerTask
 
 
 @pytest.mark.parametrize("vocab_size, cycle_length", [(24, 3), (12, 2), (20, 5)])
@@ -85,7 +80,7 @@ def test_a_bilinear_weight_can_express_the_permutation():
         model.weight.zero_()
         model.weight[torch.arange(v), task.perm] = 50.0
         model.values.weight.copy_(10.0 * torch.eye(task.n_labels, dtype=torch.float64))
-    assert task.evaluate(model, n_sequences=200) == (1.0, 1.0)
+    assert task.evaluate(model, batch_size=200) == (1.0, 1.0)
 
 
 def fit_attention_to_partners(model, task, steps=200):
@@ -99,7 +94,7 @@ def fit_attention_to_partners(model, task, steps=200):
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    return task.evaluate(model, n_sequences=100)[1]
+    return task.evaluate(model, batch_size=100)[1]
 
 
 @pytest.mark.parametrize("cycle_length", [2, 3])
@@ -123,7 +118,7 @@ def test_training_is_reproducible_and_bilinear_learns():
     for _ in range(2):
         torch.manual_seed(0)
         model = PartnerAttention(task.vocab_size, task.n_labels, d=16, score="bilinear")
-        runs.append((task.train(model, steps=150), task.evaluate(model, n_sequences=500)))
+        runs.append((task.train(model, steps=150), task.evaluate(model, batch_size=500)))
     assert runs[0] == runs[1]
     losses, (accuracy, partner_hit) = runs[0]
     assert losses[-1] < losses[0] / 4

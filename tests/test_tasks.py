@@ -3,7 +3,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attnlib import label_of, remember_first_token
+from attnlib.experiments.long_range import label_of, remember_first_token
 
 
 def gen(seed):
@@ -55,8 +55,8 @@ def test_label_depends_only_on_the_token_d_back(distance, extra, seed):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(n_seqs=0, distance=3), dict(n_seqs=4, distance=-1), dict(n_seqs=4, distance=3, n_classes=1),
-     dict(n_seqs=4, distance=3, n_distractors=0), dict(n_seqs=4, distance=3, length=3)],
+    [dict(batch_size=0, distance=3), dict(batch_size=4, distance=-1), dict(batch_size=4, distance=3, n_classes=1),
+     dict(batch_size=4, distance=3, n_distractors=0), dict(batch_size=4, distance=3, length=3)],
 )
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError):
@@ -66,5 +66,5 @@ def test_bad_arguments_raise(kwargs):
 def test_label_of_bad_input_raises():
     with pytest.raises(ValueError, match="length > distance"):
         label_of(torch.zeros(2, 4, dtype=torch.int64), 4)
-    with pytest.raises(ValueError, match=r"\(n_seqs, length\)"):
+    with pytest.raises(ValueError, match=r"\(batch_size, length\)"):
         label_of(torch.zeros(4, dtype=torch.int64), 1)

@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.testing import assert_close
 
-from attnlib import RetrievalAttention, attention, retrieval_batch, train_retrieval
+from attnlib import attention
+from attnlib.experiments.retrieval import RetrievalAttention, retrieval_batch, train_retrieval
 
 
 @given(
@@ -86,7 +87,7 @@ def test_same_seed_gives_the_same_initial_weights_whatever_the_score():
 
 
 def test_training_is_reproducible():
-    kwargs = dict(d_head=16, n_symbols=12, n_pairs=4, steps=20, batch=32, lr=1e-2)
+    kwargs = dict(d_head=16, n_symbols=12, n_pairs=4, steps=20, batch_size=32, lr=1e-2)
     model, losses = train_retrieval("dot", **kwargs)
     again, losses_again = train_retrieval("dot", **kwargs)
     assert losses == losses_again and len(losses) == 20
@@ -95,7 +96,7 @@ def test_training_is_reproducible():
 
 
 def test_the_scaled_head_learns_the_task():
-    kwargs = dict(d_head=16, n_symbols=12, n_pairs=4, steps=150, batch=32, lr=1e-2)
+    kwargs = dict(d_head=16, n_symbols=12, n_pairs=4, steps=150, batch_size=32, lr=1e-2)
     model, losses = train_retrieval("scaled_dot", **kwargs)
     assert sum(losses[-10:]) / 10 < 0.5 * math.log(12)  # well below chance level, log(n_symbols)
     keys, values, query, target = retrieval_batch(500, 4, 12, generator=torch.Generator().manual_seed(1))

@@ -3,11 +3,13 @@
 import torch
 from torch import nn
 
-from .attention import attention
+from ..attention import attention
+from ..checks import check_choice
+from ..training import train
 
 
 def retrieval_batch(
-    batch: int, n_pairs: int, n_symbols: int, generator: torch.Generator | None = None
+    batch_size: int, n_pairs: int, n_symbols: int, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Associative recall: ``n_pairs`` (key, value) symbol pairs and a query equal to one of the keys.
 
@@ -15,15 +17,15 @@ def retrieval_batch(
     distractors. Keys are distinct within a row, values are drawn with replacement.
     -> keys (batch, n_pairs), values (batch, n_pairs), query (batch,), target (batch,); all int64.
     """
-    if batch < 1 or n_pairs < 1 or n_symbols < n_pairs:
+    if batch_size < 1 or n_pairs < 1 or n_symbols < n_pairs:
         raise ValueError(
-            f"need batch >= 1 and 1 <= n_pairs <= n_symbols, got batch={batch}, "
+            f"need batch_size >= 1 and 1 <= n_pairs <= n_symbols, got batch_size={batch_size}, "
             f"n_pairs={n_pairs}, n_symbols={n_symbols}"
         )
-    order = torch.rand(batch, n_symbols, generator=generator).argsort(dim=-1)  # (batch, n_symbols)
+    order = torch.rand(batch_size, n_symbols, generator=generator).argsort(dim=-1)  # (batch, n_symbols)
     keys = order[:, :n_pairs]  # (batch, n_pairs): distinct symbols
-    values = torch.randint(n_symbols, (batch, n_pairs), generator=generator)  # (batch, n_pairs)
-    position = torch.randint(n_pairs, (batch, 1), generator=generator)  # (batch, 1): the pair asked for
+    values = torch.randint(n_symbols, (batch_size, n_pairs), generator=generator)  # (batch, n_pairs)
+    position = torch.randint(n_pairs, (batch_size, 1), generator=generator)  # (batch, 1): the pair asked for
     query = keys.gather(1, position).squeeze(1)  # (batch,)
     target = values.gather(1, position).squeeze(1)  # (batch,)
     return keys, values, query, target
@@ -41,9 +43,7 @@ class RetrievalAttention(nn.Module):
 
     def __init__(self, n_symbols: int, d_head: int, score: str = "scaled_dot"):
         super().__init__()
-        if not isinstance(score, str) or score not in ("dot", "scaled_dot"):
-            got = repr(score) if isinstance(score, str) else type(score).__name__
-            raise ValueError(f"score must be 'dot' or 'scaled_dot', got {got}")
+        check_choice("score", score, ("dot", "scaled_dot"))
         self.score = score
         self.key_embedding = nn.Embedding(n_symbols, d_head)
         self.value_embedding = nn.Embedding(n_symbols, d_head)
@@ -67,25 +67,29 @@ class RetrievalAttention(nn.Module):
 
 
 def train_retrieval(
-    score: str, *, d_head: int, n_symbols: int, n_pairs: int, steps: int, batch: int = 64,
+    score: str, *, d_head: int, n_symbols: int, n_pairs: int, steps: int, batch_size: int = 64,
     lr: float = 1e-3, seed: int = 0,
 ) -> tuple[RetrievalAttention, list[float]]:
-    """Train a fresh :class:`RetrievalAttention` with Adam on fresh batches; return it and the losses.
+    """Train a fresh :class:`RetrievalAttention` on fresh batches (:func:`attnlib.train`); return it and the losses.
 
     The same ``seed`` gives the same initial weights and the same batches whatever ``score`` is,
-    so two runs differ only in the scale of the scores. Loss: cross-entropy of the answer.
+    so two runs differ only in the scale of the scores. The initial weights come from a generator
+    seeded with ``seed`` inside ``torch.random.fork_rng``: the global generator is left as it was.
+    Loss: cross-entropy of the answer.
     """
-    torch.manual_seed(seed)
-    model = RetrievalAttention(n_symbols, d_head, score=score)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    data = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(steps):
-        keys, values, query, target = retrieval_batch(batch, n_pairs, n_symbols, generator=data)
-        logits, _ = model(keys, values, query)  # (batch, n_symbols)
-        loss = nn.functional.cross_entropy(logits, target)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = RetrievalAttention(n_symbols, d_head, score=score)
+    losses = train(
+        model,
+        lambda gen: retrieval_batch(batch_size, n_pairs, n_symbols, generator=gen),
+        _retrieval_loss,
+        steps=steps, lr=lr, seed=seed,
+    )
     return model, losses
+
+
+def _retrieval_loss(model: RetrievalAttention, batch: tuple) -> torch.Tensor:
+    keys, values, query, target = batch
+    logits, _ = model(keys, values, query)  # (batch, n_symbols)
+    return nn.functional.cross_entropy(logits, target)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import MultiHeadSelfAttention
+from ..layers import MultiHeadSelfAttention
 
 # Our parameter names -> BERT's names in model.safetensors (applied in this order).
 _RENAMES = [

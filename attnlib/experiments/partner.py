@@ -15,7 +15,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .attention import attention
+from ..attention import attention
+from ..checks import check_choice
+from ..training import train
 
 PARTNER_SCORES = ("dot", "bilinear")
 
@@ -77,34 +79,20 @@ class PartnerTask:
     def train(
         self, model: "PartnerAttention", steps: int = 400, batch_size: int = 64, lr: float = 0.03, seed: int = 0
     ) -> list[float]:
-        """Train ``model`` with Adam on the cross-entropy of the targets; data from a generator seeded with ``seed``.
-
-        Returns the loss of every step.
-        """
+        """Train ``model`` on the cross-entropy of the targets (:func:`attnlib.train`); returns every step's loss."""
         self._check_model(model)
-        generator = torch.Generator().manual_seed(seed)
-        optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-        losses = []
-        for _ in range(steps):
-            b = self.batch(batch_size, generator)
-            logits, _ = model(b.tokens, b.labels)  # (batch, n, n_labels)
-            loss = F.cross_entropy(logits.flatten(0, 1), b.targets.flatten())  # (batch * n, n_labels)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
-        return losses
+        return train(model, lambda gen: self.batch(batch_size, gen), _partner_loss, steps=steps, lr=lr, seed=seed)
 
     @torch.no_grad()
-    def evaluate(self, model: "PartnerAttention", n_sequences: int = 2000, seed: int = 1) -> tuple[float, float]:
+    def evaluate(self, model: "PartnerAttention", batch_size: int = 2000, seed: int = 1) -> tuple[float, float]:
         """Return ``(accuracy, partner_hit)`` on fresh sequences.
 
         accuracy: fraction of positions whose largest logit is the target label.
         partner_hit: fraction of positions whose largest attention weight is on the partner.
         """
         self._check_model(model)
-        b = self.batch(n_sequences, torch.Generator().manual_seed(seed))
-        logits, weights = model(b.tokens, b.labels)  # (N, n, n_labels), (N, n, n)
+        b = self.batch(batch_size, torch.Generator().manual_seed(seed))
+        logits, weights = model(b.tokens, b.labels)  # (batch, n, n_labels), (batch, n, n)
         accuracy = (logits.argmax(-1) == b.targets).float().mean().item()
         partner_hit = (weights.argmax(-1) == b.partner).float().mean().item()
         return accuracy, partner_hit
@@ -123,8 +111,7 @@ class PartnerAttention(nn.Module):
 
     def __init__(self, vocab_size: int, n_labels: int, d: int = 16, score: str = "dot"):
         super().__init__()
-        if score not in PARTNER_SCORES:
-            raise ValueError(f"unknown score {score!r}; allowed: {', '.join(repr(s) for s in PARTNER_SCORES)}")
+        check_choice("score", score, PARTNER_SCORES)
         self.score = score
         self.embed = nn.Embedding(vocab_size, d)
         nn.init.normal_(self.embed.weight, std=d**-0.5)
@@ -140,3 +127,8 @@ class PartnerAttention(nn.Module):
         e = self.embed(tokens)  # (batch, n) -> (batch, n, d): queries and keys
         v = self.values(labels)  # (batch, n) -> (batch, n, n_labels)
         return attention(e, e, v, score=self.score, weight=self.weight)  # (batch, n, n_labels), (batch, n, n)
+
+
+def _partner_loss(model: PartnerAttention, b: PartnerBatch) -> torch.Tensor:
+    logits, _ = model(b.tokens, b.labels)  # (batch, n, n_labels)
+    return F.cross_entropy(logits.flatten(0, 1), b.targets.flatten())  # (batch * n, n_labels)

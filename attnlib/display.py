@@ -1,6 +1,5 @@
-"""Figures the chapters share."""
+"""What the chapters show: a heatmap of attention weights. matplotlib is imported only when plotting."""
 
-import matplotlib.pyplot as plt
 import torch
 
 
@@ -10,6 +9,8 @@ def plot_weights(weights, x_labels=None, y_labels=None, ax=None, title=None, col
     if w.dim() != 2:
         raise ValueError(f"weights must have shape (n_q, n_k), got {tuple(w.shape)}")
     if ax is None:
+        import matplotlib.pyplot as plt
+
         _, ax = plt.subplots(figsize=(0.5 * w.shape[1] + 2, 0.5 * w.shape[0] + 1.5))
     image = ax.imshow(w.numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
     ax.set_xlabel("key (attended to)")

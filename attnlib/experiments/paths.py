@@ -1,4 +1,8 @@
-"""Small models for the long-range experiments, and the tools that measure how far their signals reach."""
+"""Chapter 7's measuring tools: how far a signal reaches, in gradients, dependency patterns and path lengths.
+
+Also the restricted (local) attention, the causal convolution and the recurrent sweep whose
+dependency patterns the chapter compares with full self-attention's.
+"""
 
 import copy
 
@@ -6,113 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import attention
-from .layers import SelfAttention
-from .positional import sinusoidal_positions
-from .tasks import remember_first_token
-
-# --- classifiers ---------------------------------------------------------------------------------
-
-
-class AttentionClassifier(nn.Module):
-    """Token embedding + sinusoidal positions -> one self-attention layer -> linear readout of the last position.
-
-    ``x_t = E[token_t] + P[t]``; the last position's output ``sum_t a_t W_v x_t`` with
-    ``a = softmax(q_{n-1} . k_t / sqrt(d_model))`` is mapped to class logits.
-    Only the last row of the attention is read, so only that row is computed: it equals row
-    ``n - 1`` of ``SelfAttention(x)``, at O(n d) instead of O(n^2 d) cost.
-    ``positions=False`` leaves the positions out (all zeros): the model then sees a bag of tokens.
-    tokens: (batch, n) int64 -> logits (batch, n_classes)
-    """
-
-    def __init__(self, vocab_size: int, n_classes: int, d_model: int = 32, max_len: int = 1024,
-                 positions: bool = True):
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, d_model)
-        enc = sinusoidal_positions(max_len, d_model) if positions else torch.zeros(max_len, d_model)  # (max_len, d)
-        self.register_buffer("positions", enc, persistent=False)
-        self.attn = SelfAttention(d_model)
-        self.readout = nn.Linear(d_model, n_classes)
-
-    def inputs(self, tokens: torch.Tensor) -> torch.Tensor:
-        if tokens.dim() != 2 or tokens.shape[1] > self.positions.shape[0]:
-            raise ValueError(
-                f"tokens must be (batch, n) with n <= {self.positions.shape[0]}, got {tuple(tokens.shape)}"
-            )
-        return self.embed(tokens) + self.positions[: tokens.shape[1]]  # (batch, n, d_model)
-
-    def last_row(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (batch, n, d_model) -> (output at the last position (batch, d_model), its weights (batch, n)).
-
-        The weights are row ``n - 1`` of the layer's attention matrix: where the last position looks.
-        """
-        q = self.attn.w_q(x[:, -1:, :])  # (batch, 1, d_model)
-        k, v = self.attn.w_k(x), self.attn.w_v(x)  # each (batch, n, d_model)
-        out, w = attention(q, k, v)  # (batch, 1, n) @ (batch, n, d_model) -> (batch, 1, d_model)
-        return out[:, 0, :], w[:, 0, :]  # (batch, d_model), (batch, n)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, n, d_model) -> the attention output at the last position (batch, d_model)."""
-        return self.last_row(x)[0]  # (batch, d_model)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.readout(self.encode(self.inputs(tokens)))  # (batch, n_classes)
-
-
-class RecurrentClassifier(nn.Module):
-    """Token embedding -> ``torch.nn.LSTM`` or ``torch.nn.RNN`` (tanh) -> linear readout of the last hidden state.
-
-    tokens: (batch, n) int64 -> logits (batch, n_classes)
-    """
-
-    def __init__(self, vocab_size: int, n_classes: int, hidden: int = 20, d_embed: int | None = None,
-                 cell: str = "lstm"):
-        super().__init__()
-        if cell not in ("lstm", "rnn"):
-            raise ValueError(f"cell must be 'lstm' or 'rnn', got {cell!r}")
-        d_embed = hidden if d_embed is None else d_embed
-        self.embed = nn.Embedding(vocab_size, d_embed)
-        rnn = nn.LSTM if cell == "lstm" else nn.RNN
-        self.rnn = rnn(d_embed, hidden, batch_first=True)
-        self.readout = nn.Linear(hidden, n_classes)
-
-    def inputs(self, tokens: torch.Tensor) -> torch.Tensor:
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must be (batch, n), got {tuple(tokens.shape)}")
-        return self.embed(tokens)  # (batch, n, d_embed)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, n, d_embed) -> the last hidden state (batch, hidden)."""
-        out, _ = self.rnn(x)  # (batch, n, hidden)
-        return out[:, -1, :]  # (batch, hidden)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.readout(self.encode(self.inputs(tokens)))  # (batch, n_classes)
-
-
-# --- training on the task ------------------------------------------------------------------------
-
-
-def train_classifier(model: nn.Module, distance: int, *, steps: int, batch_size: int, lr: float, seed: int,
-                     **task) -> list[float]:
-    """Adam on fresh batches of :func:`remember_first_token` (``task``: its keyword arguments). -> losses."""
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
-    for _ in range(steps):
-        tokens, labels = remember_first_token(batch_size, distance, generator=gen, **task)  # (b, n), (b,)
-        loss = F.cross_entropy(model(tokens), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of sequences whose arg-max logit is the label. tokens: (m, n), labels: (m,)."""
-    return (model(tokens).argmax(-1) == labels).float().mean().item()
+from ..attention import attention
 
 
 def gradient_by_distance(model: nn.Module, tokens: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -134,15 +32,6 @@ def gradient_by_distance(model: nn.Module, tokens: torch.Tensor, dtype: torch.dt
 
 
 # --- dependency patterns and path lengths ----------------------------------------------------------
-
-
-def window_mask(n: int, r: int) -> torch.Tensor:
-    """Restricted self-attention: query i may attend to key j iff |i - j| <= r. -> (n, n), True = may attend."""
-    if n < 1 or r < 0:
-        raise ValueError(f"need n >= 1 and r >= 0, got n={n}, r={r}")
-    i = torch.arange(n).unsqueeze(1)  # (n, 1)
-    j = torch.arange(n).unsqueeze(0)  # (1, n)
-    return (i - j).abs() <= r  # (n, n)
 
 
 def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r: int) -> torch.Tensor:
