@@ -8,10 +8,6 @@ from hypothesis import settings
 settings.register_profile("book", max_examples=60, deadline=None, derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "book"))
 
-# The models under test are tiny: one intra-op thread is faster than two spinning threads, and it
-# is what attnlib.reproducible() sets for the notebooks.
-torch.set_num_threads(1)
-
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -108,3 +108,49 @@ def test_language_model_chapter_was_run_on_the_current_book_text():
         f"chapter 10 was run on a corpus of {stored} characters, the book now has {len(book_text(ROOT))}: "
         "the prose changed since; run `make notebooks` (or re-execute chapter 10)"
     )
+
+
+FLOAT = re.compile(r"^-?(\d+)\.(\d+)(?:e[+-]?\d+)?$|^-?(\d+)e[+-]?\d+$")
+
+
+def significant_digits(text: str) -> int | None:
+    """Significant digits of a float literal as Python prints it ('0.00123' -> 3); None if not a float."""
+    text = text.strip().strip("'\"")
+    if not FLOAT.match(text):
+        return None
+    mantissa = text.lstrip("-").split("e")[0].replace(".", "").lstrip("0")
+    return len(mantissa.rstrip("0")) if "." not in text.split("e")[0] else len(mantissa)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_glued_floats_carry_honest_digits(path):
+    # A float32 reduction owns about 6 significant digits; a glued raw float carries 16, and the
+    # last ones change with the reader's CPU kernels. Glue the rounded value the text shows.
+    for cell in load(path)["cells"]:
+        for out in cell.get("outputs", []):
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name is None:
+                continue
+            digits = significant_digits(out["data"].get("application/papermill.record/text/plain", ""))
+            assert digits is None or digits <= 6, (
+                f"{path.name}: glue {name!r} stores {digits} significant digits; glue round(x, k) instead"
+            )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_bookkeeping_stays_off_the_page(path):
+    # glue(...) calls run under nbval but are not the lesson: their cells hide their code.
+    for i, cell in enumerate(load(path)["cells"]):
+        if cell["cell_type"] != "code" or "glue(" not in "".join(cell["source"]):
+            continue
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        assert tags & {"remove-input", "remove-cell"}, f"{path.name} cell {i}: glue(...) in a visible cell"
+
+
+def test_significant_digits():
+    assert significant_digits("0.351695716381073") == 15
+    assert significant_digits("1.9994719915437498") == 17
+    assert significant_digits("0.00123") == 3
+    assert significant_digits("2.5e-05") == 2
+    assert significant_digits("768") is None
+    assert significant_digits("'abc'") is None
