@@ -23,7 +23,7 @@ from .analysis import attention_entropy, attention_mass_beyond, mean_attention_d
 from .attention import SCORES, attention
 from .chunked import chunked_attention
 from .decoder import TransformerLM, generate
-from .display import plot_weights
+from .display import html_table, plot_weights
 from .layers import MultiHeadSelfAttention, SelfAttention
 from .masks import causal_mask, window_mask
 from .positions import sinusoidal_positions
@@ -46,6 +46,7 @@ __all__ = [
     "count_parameters",
     "dot_scores",
     "generate",
+    "html_table",
     "mean_attention_distance",
     "online_normalizer",
     "online_softmax",

@@ -24,3 +24,25 @@ def plot_weights(weights, x_labels=None, y_labels=None, ax=None, title=None, col
     if colorbar:
         ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
     return ax
+
+
+def html_table(header, rows, groups=()):
+    """A small HTML table for the rendered book: ``display(html_table(...))`` in a notebook.
+
+    header: column titles; rows: lists of cells (already formatted as text); groups: optional
+    ``(title, number of columns)`` pairs for a first header row over groups of columns.
+    Cells are inserted as HTML, so they may hold markup; nbval compares the HTML text too.
+    """
+    from IPython.display import HTML
+
+    widths = {len(header)} | {len(row) for row in rows}
+    if len(widths) != 1 or (groups and sum(span for _, span in groups) != len(header)):
+        raise ValueError(f"every row and the groups must span the {len(header)} columns of the header")
+
+    def cells(row, tag):
+        return "".join(f"<{tag}>{c}</{tag}>" for c in row)
+
+    top = "".join(f"<th colspan='{span}'>{title}</th>" for title, span in groups)
+    top = f"<tr>{top}</tr>" if groups else ""
+    body = "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows)
+    return HTML(f"<table><thead>{top}<tr>{cells(header, 'th')}</tr></thead><tbody>{body}</tbody></table>")
