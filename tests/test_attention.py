@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.testing import assert_close
 
-from attnlib import attention, causal_mask, dot_scores, scaled_dot_scores
+from attnlib import attention, causal_mask
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -83,13 +83,14 @@ def test_causal_output_ignores_the_future():
 
 def test_dot_and_bilinear_scores_in_attention():
     q, k, v = qkv(3)
+    qk = q @ k.transpose(-2, -1)  # the formulas, written out
     _, w_dot = attention(q, k, v, score="dot")
-    assert_close(w_dot, torch.softmax(dot_scores(q, k), -1))
-    _, w_bil = attention(q, k, v, score="bilinear", weight=torch.eye(8, dtype=torch.float64))
-    assert_close(w_bil, w_dot)
+    assert_close(w_dot, torch.softmax(qk, -1))
+    w = torch.randn(8, 8, dtype=torch.float64)
+    _, w_bil = attention(q, k, v, score="bilinear", weight=w)
+    assert_close(w_bil, torch.softmax(q @ w @ k.transpose(-2, -1), -1))
     _, w_sc = attention(q, k, v)
-    assert_close(w_sc, torch.softmax(scaled_dot_scores(q, k), -1))
-    assert_close(w_sc, torch.softmax(dot_scores(q, k) / math.sqrt(8), -1))
+    assert_close(w_sc, torch.softmax(qk / math.sqrt(8), -1))
 
 
 @given(
@@ -180,3 +181,18 @@ def test_weight_without_bilinear():
     q, k, v = qkv()
     with pytest.raises(ValueError, match="only used by score='bilinear'"):
         attention(q, k, v, weight=torch.eye(8, dtype=torch.float64))
+
+
+def test_q_and_v_batch_dimensions_must_broadcast():
+    # q (2, 4, 8) and k (1, 5, 8) broadcast, and so do k and v; q and v do not.
+    q, k, v = torch.randn(2, 4, 8), torch.randn(1, 5, 8), torch.randn(3, 5, 4)
+    with pytest.raises(ValueError, match=r"do not broadcast: q \(2, 4, 8\), k \(1, 5, 8\), v \(3, 5, 4\)"):
+        attention(q, k, v)
+
+
+def test_no_keys_gives_a_zero_output_like_torch():
+    q, k, v = torch.randn(2, 3, 4), torch.randn(2, 0, 4), torch.randn(2, 0, 5)
+    out, w = attention(q, k, v)
+    assert w.shape == (2, 3, 0) and out.shape == (2, 3, 5)
+    assert (out == 0).all()
+    assert_close(out, F.scaled_dot_product_attention(q, k, v))

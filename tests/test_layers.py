@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from attnlib import MultiHeadSelfAttention, SelfAttention, attention, causal_mask
+from attnlib import MultiHeadSelfAttention, SelfAttention, causal_mask
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -75,8 +75,10 @@ def test_self_attention_layer(score):
     x = torch.randn(3, 5, 6)
     out, w = layer(x)
     assert out.shape == (3, 5, 4) and w.shape == (3, 5, 5)
-    expected, _ = attention(layer.w_q(x), layer.w_k(x), layer.w_v(x), score=score, weight=layer.weight)
-    assert_close(out, expected)
+    q, k, v = x @ layer.w_q.weight.T, x @ layer.w_k.weight.T, x @ layer.w_v.weight.T  # Q = X W_q^T, ...
+    scores = q @ (torch.eye(4) if score != "bilinear" else layer.weight) @ k.transpose(-2, -1)
+    scores = scores / 2 if score == "scaled_dot" else scores  # sqrt(d_head) = 2
+    assert_close(out, torch.softmax(scores, -1) @ v)
 
 
 def test_self_attention_is_permutation_equivariant():
