@@ -154,3 +154,17 @@ def test_significant_digits():
     assert significant_digits("2.5e-05") == 2
     assert significant_digits("768") is None
     assert significant_digits("'abc'") is None
+
+
+PINS = ("set_num_threads", "ATEN_CPU_CAPABILITY", "MKL_CBWR", "OMP_NUM_THREADS", "MALLOC_")
+
+
+@pytest.mark.parametrize("path", [*NOTEBOOKS, ROOT / "tests" / "conftest.py", ROOT / "pyproject.toml"],
+                         ids=lambda p: p.name)
+def test_nothing_pins_the_readers_kernels(path):
+    # Outputs must agree because they carry honest digits, not because every machine is forced onto one path.
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".ipynb":
+        text = "\n".join("".join(c["source"]) for c in json.loads(text)["cells"] if c["cell_type"] == "code")
+    found = [pin for pin in PINS if pin in text]
+    assert not found, f"{path.name} sets {found}"
