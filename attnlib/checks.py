@@ -28,7 +28,7 @@ def check_float(name: str, t: torch.Tensor, min_dim: int = 2) -> None:
     if not t.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
     if t.dim() < min_dim:
-        want = "(..., n, d)" if min_dim == 2 else "(..., n)"
+        want = {1: "(..., n)", 2: "(..., n, d)"}.get(min_dim, "(..., h, n, d)")
         raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
 
 
@@ -108,3 +108,23 @@ def check_attention_inputs(
     if mask is not None:
         check_mask(mask, scores_shape)
     return scores_shape
+
+
+def check_grouped_heads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int]:
+    """q: (..., h, n_q, d), k and v: (..., h_kv, n_k, d): k and v have one head count h_kv, and h is
+    a multiple of it (each group of h / h_kv query heads shares one key/value head). Returns (h, h_kv).
+    """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_float(name, t, min_dim=3)
+    h, h_kv = q.shape[-3], k.shape[-3]
+    if v.shape[-3] != h_kv:
+        raise ValueError(
+            f"k and v must have the same number of heads h_kv, got k {tuple(k.shape)} (h_kv={h_kv}) "
+            f"and v {tuple(v.shape)} (h_kv={v.shape[-3]})"
+        )
+    if h_kv == 0 or h % h_kv:
+        raise ValueError(
+            f"the number of query heads h={h} must be a multiple of the number of key/value heads "
+            f"h_kv={h_kv}: q {tuple(q.shape)}, k {tuple(k.shape)}"
+        )
+    return h, h_kv

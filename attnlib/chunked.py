@@ -2,10 +2,17 @@
 
 ``attention`` builds the whole ``(n_q, n_k)`` score matrix. ``chunked_attention`` computes the
 same output one tile of ``block_size`` queries by ``block_size`` keys at a time. For each query
-it keeps a running maximum ``m``, a running sum ``l`` of ``exp(s - m)`` and a running weighted
-sum ``acc`` of the values; when a new block raises the maximum, the old ``l`` and ``acc`` are
-rescaled by ``exp(m_old - m_new)`` (the online softmax of Milakov and Gimelshein, used for
-attention by Rabe and Staats and by FlashAttention). At the end ``output = acc / l``.
+it keeps a running maximum ``m``, a running sum ``l`` (written ℓ in the book) of ``exp(s - m)``
+and a running weighted sum ``acc`` of the values; when a new block raises the maximum, the old
+``l`` and ``acc`` are rescaled by ``exp(m_old - m_new)`` (the online softmax of Milakov and
+Gimelshein, used for attention by Rabe and Staats and by FlashAttention). At the end
+``output = acc / l``. The backward pass (:mod:`attnlib.chunked_backward`) keeps only the output,
+``m`` and ``l`` and recomputes the tiles of scores, as FlashAttention does.
+
+Speed: every tile reuses the same few buffers (``out=`` arguments and in-place operations), so
+no tile allocates memory the operating system must first hand out; the scale 1/sqrt(d) is applied
+inside the matrix product (its ``alpha``); and ``l`` rides along in the product with the values
+as an extra column of ones, which saves one pass over each tile.
 """
 
 import math
@@ -13,58 +20,78 @@ import math
 import torch
 
 from .checks import check_attention_inputs, check_positive_int
+from .chunked_backward import backward_by_recomputation
 
 
-def _check_inputs(q, k, v, mask, block_size) -> tuple[int, ...]:
-    """Check like :func:`attnlib.attention` does; return the scores' shape (..., n_q, n_k)."""
-    scores_shape = check_attention_inputs(q, k, v, mask)
-    check_positive_int("block_size", block_size)
-    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-        raise RuntimeError(
-            "chunked_attention updates its running sums in place and has no backward pass; "
-            "call it under torch.no_grad(), or use attention() when you need gradients"
-        )
-    return scores_shape
+def buffer_view(buffer: torch.Tensor, *shape: int) -> torch.Tensor:
+    """A contiguous tensor of ``shape`` on the first elements of a flat, reused ``buffer``."""
+    return buffer[: math.prod(shape)].view(shape)
 
 
-def _tile_mask(mask, causal, q0, q1, k0, k1, device):
-    """The boolean mask of one tile (True = may attend), or None if every key may be attended."""
-    tile = None if mask is None else mask[..., q0:q1, k0:k1]  # (..., q1 - q0, k1 - k0)
-    if causal and k1 - 1 > q0:  # some key in the tile lies after some query: j > i
-        rows = torch.arange(q0, q1, device=device).unsqueeze(-1)  # (q1 - q0, 1)
-        cols = torch.arange(k0, k1, device=device)  # (k1 - k0,)
-        tri = rows >= cols  # (q1 - q0, k1 - k0): key j <= query i
-        tile = tri if tile is None else tile & tri
-    return tile
+def mask_tile_(s, forbid, causal, q0, k0, lead, triangles) -> None:
+    """Set the forbidden scores of one tile ``s: (B, b_q, b_k)`` to -inf, in place.
 
-
-def _query_block(q_blk, k, v, mask, causal, q0, block_size):
-    """Attention of one block of (already scaled) queries over all keys, one key block at a time.
-
-    q_blk: (..., b_q, d), k: (..., n_k, d), v: (..., n_k, d_v) -> (..., b_q, d_v)
+    forbid: ``~mask`` expanded to (*lead, n_q, n_k) (True = may NOT attend), or None.
+    causal: key j is forbidden to query i when j > i; ``triangles`` caches one such tile per offset.
     """
-    q1, n_k = q0 + q_blk.shape[-2], k.shape[-2]
-    k_end = min(n_k, q1) if causal else n_k  # causal: keys after the last query are never seen
-    m = total = acc = None
-    for k0 in range(0, k_end, block_size):
-        k1 = min(k0 + block_size, k_end)
-        s = q_blk @ k[..., k0:k1, :].transpose(-2, -1)  # (..., b_q, d) @ (..., d, b_k) -> (..., b_q, b_k)
-        tile = _tile_mask(mask, causal, q0, q1, k0, k1, s.device)
-        if tile is not None:
-            s = s.masked_fill_(~tile, float("-inf"))  # (..., b_q, b_k): masked keys get -inf
-        m_blk = s.amax(dim=-1, keepdim=True)  # (..., b_q, 1)
-        m_new = m_blk if m is None else torch.maximum(m, m_blk)  # (..., b_q, 1); -inf: no key seen yet
-        shift = torch.where(torch.isfinite(m_new), m_new, 0.0)  # (..., b_q, 1): -inf - -inf would be NaN
-        p = s.sub_(shift).exp_()  # (..., b_q, b_k): exp(s - m_new) in place; masked keys -> 0
-        pv = p @ v[..., k0:k1, :]  # (..., b_q, b_k) @ (..., b_k, d_v) -> (..., b_q, d_v)
-        if acc is None:
-            total, acc = p.sum(dim=-1, keepdim=True), pv  # (..., b_q, 1), (..., b_q, d_v)
-        else:
-            rescale = torch.exp(m - shift)  # (..., b_q, 1): old sums were relative to the old max
-            total = total.mul_(rescale).add_(p.sum(dim=-1, keepdim=True))  # (..., b_q, 1)
-            acc = pv.addcmul_(acc, rescale)  # (..., b_q, d_v): pv + acc * rescale, in one pass
-        m = m_new
-    return acc / torch.where(total > 0, total, 1.0)  # a row that saw no key has acc = 0 -> output 0
+    b_q, b_k = s.shape[-2:]
+    if forbid is not None:
+        s.view(*lead, b_q, b_k).masked_fill_(forbid[..., q0 : q0 + b_q, k0 : k0 + b_k], float("-inf"))
+    if causal and k0 + b_k - 1 > q0:  # some key in the tile lies after some query
+        key = (b_q, b_k, q0 - k0)
+        if key not in triangles:  # (b_q, b_k): True where k0 + c > q0 + r, i.e. key after query
+            triangles[key] = torch.ones(b_q, b_k, dtype=torch.bool, device=s.device).triu_(q0 - k0 + 1)
+        s.masked_fill_(triangles[key], float("-inf"))
+
+
+def forward_tiles(q, k, v, forbid, causal, block, lead):
+    """q: (B, n_q, d), k: (B, n_k, d), v: (B, n_k, d_v) -> out (B, n_q, d_v), m, l (B, n_q, 1)."""
+    (B, n_q, d), (n_k, d_v) = q.shape, v.shape[-2:]
+    v1 = torch.cat([v, v.new_ones(B, n_k, 1)], dim=-1)  # (B, n_k, d_v + 1): p @ v1 = [p @ v, sum_j p]
+    out, m_all, l_all = q.new_empty(B, n_q, d_v), q.new_empty(B, n_q, 1), q.new_empty(B, n_q, 1)
+    s_buf, acc_buf = q.new_empty(B * block * block), q.new_empty(B * block * (d_v + 1))
+    m_buf, m_new_buf, r_buf = (q.new_empty(B * block) for _ in range(3))
+    scale, lowest, triangles = 1.0 / math.sqrt(d), torch.finfo(q.dtype).min, {}  # m starts finite, not -inf
+    for q0 in range(0, n_q, block):
+        q1 = min(q0 + block, n_q)
+        q_blk = q[:, q0:q1]  # (B, b_q, d)
+        acc = buffer_view(acc_buf, B, q1 - q0, d_v + 1).zero_()  # (B, b_q, d_v + 1)
+        m, m_new, r = (buffer_view(b, B, q1 - q0, 1) for b in (m_buf, m_new_buf, r_buf))  # (B, b_q, 1)
+        m.fill_(lowest)  # so that m - m_new is never -inf - (-inf) = NaN, even in a fully masked row
+        for k0 in range(0, min(n_k, q1) if causal else n_k, block):  # causal: no key after the last query
+            k1 = min(k0 + block, n_k)
+            s = buffer_view(s_buf, B, q1 - q0, k1 - k0)  # (B, b_q, b_k)
+            s.baddbmm_(q_blk, k[:, k0:k1].transpose(1, 2), beta=0, alpha=scale)  # (B, b_q, d) @ (B, d, b_k)
+            mask_tile_(s, forbid, causal, q0, k0, lead, triangles)
+            torch.maximum(torch.amax(s, dim=-1, keepdim=True, out=m_new), m, out=m_new)  # (B, b_q, 1)
+            torch.sub(m, m_new, out=r).exp_()  # (B, b_q, 1): exp(m_old - m_new) rescales the old sums
+            s.sub_(m_new).exp_()  # (B, b_q, b_k): p = exp(s - m_new); forbidden keys -> 0
+            acc.mul_(r).baddbmm_(s, v1[:, k0:k1])  # (B, b_q, b_k) @ (B, b_k, d_v + 1), added to acc
+            m, m_new = m_new, m  # the new maximum becomes the old one; reuse the other buffer
+        l = acc[..., d_v:]  # noqa: E741  (B, b_q, 1): sum_j exp(s_j - m), 0 if nothing was seen
+        torch.div(acc[..., :d_v], torch.where(l > 0, l, 1.0), out=out[:, q0:q1])  # (B, b_q, d_v)
+        m_all[:, q0:q1], l_all[:, q0:q1] = m, l
+    return out, m_all, l_all
+
+
+class ChunkedAttention(torch.autograd.Function):
+    """Autograd for chunked attention: saves q, k, v, the output, ``m`` and ``l``, never the weights."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, forbid, causal, block, lead):
+        out, m, l = forward_tiles(q, k, v, forbid, causal, block, lead)  # noqa: E741
+        ctx.save_for_backward(q, k, v, out, m, l)
+        ctx.forbid, ctx.causal, ctx.block, ctx.lead = forbid, causal, block, lead
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):
+        q, k, v, out, m, l = ctx.saved_tensors  # noqa: E741
+        d_q, d_k, d_v = backward_by_recomputation(
+            q, k, v, out, m, l, d_out, ctx.forbid, ctx.causal, ctx.block, ctx.lead,
+            mask_tile_=mask_tile_, buffer_view=buffer_view,
+        )
+        return d_q, d_k, d_v, None, None, None, None
 
 
 def chunked_attention(
@@ -74,7 +101,7 @@ def chunked_attention(
     *,
     mask: torch.Tensor | None = None,
     causal: bool = False,
-    block_size: int = 512,
+    block_size: int = 256,
 ) -> torch.Tensor:
     """Scaled dot-product attention ``softmax(Q K^T / sqrt(d)) V`` without the score matrix.
 
@@ -83,23 +110,19 @@ def chunked_attention(
     Equal (up to rounding) to ``attention(q, k, v, mask=mask, causal=causal)[0]``, but the
     largest intermediate is one ``(..., block_size, block_size)`` tile of scores, so the extra
     memory grows linearly with n_q (the output) instead of as n_q * n_k. Only the output is
-    returned: the weights are never stored.
+    returned: the weights are never stored, not even for the backward pass, which recomputes them
+    tile by tile from q, k, v, the output and the per-row ``m`` and ``l``.
     mask: boolean, broadcastable to (..., n_q, n_k); ``True`` = may attend.
     causal: query i may attend to keys j <= i (top-left aligned, as torch's ``is_causal``).
     block_size: queries and keys per tile, an int >= 1; need not divide n_q or n_k.
-    Rows with nothing to attend to get a zero output, never NaN.
-    Forward only: there is no backward pass (inputs that require grad raise RuntimeError).
+    Rows with nothing to attend to (a fully masked row, or n_k = 0) get a zero output, never NaN,
+    and zero, finite gradients.
     """
-    scores_shape = _check_inputs(q, k, v, mask, block_size)
-    n_q, d_v = q.shape[-2], v.shape[-1]
-    if mask is not None:
-        mask = mask.expand(scores_shape)  # a view: slicing a tile out of it needs the full shape
-    q = q.expand(*scores_shape[:-2], *q.shape[-2:])  # (..., n_q, d): every tile then has the full leading shape
-    q = q * (1.0 / math.sqrt(q.shape[-1]))  # (..., n_q, d): scale once, not every tile
-    out = q.new_zeros(*scores_shape[:-2], n_q, d_v)  # (..., n_q, d_v)
-    if scores_shape[-1] == 0:
-        return out  # no keys at all: every row is fully masked
-    for q0 in range(0, n_q, block_size):
-        q1 = min(q0 + block_size, n_q)
-        out[..., q0:q1, :] = _query_block(q[..., q0:q1, :], k, v, mask, causal, q0, block_size)
-    return out
+    scores_shape = check_attention_inputs(q, k, v, mask)
+    check_positive_int("block_size", block_size)
+    lead, n_q, d_v = scores_shape[:-2], scores_shape[-2], v.shape[-1]
+    forbid = None if mask is None else (~mask).expand(scores_shape)  # (..., n_q, n_k): True = may not attend
+    B = math.prod(lead)  # batch and heads flattened into one dimension
+    q3, k3, v3 = (t.expand(*lead, *t.shape[-2:]).reshape(B, *t.shape[-2:]) for t in (q, k, v))  # (B, n, width)
+    out = ChunkedAttention.apply(q3, k3, v3, forbid, causal, block_size, lead)  # (B, n_q, d_v)
+    return out.view(*lead, n_q, d_v)  # (..., n_q, d_v)

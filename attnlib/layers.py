@@ -1,4 +1,4 @@
-"""Self-attention as ``torch.nn`` modules: one head, and many."""
+"""Attention as ``torch.nn`` modules: self-attention (one head, and many) and cross-attention."""
 
 import torch
 from torch import nn
@@ -82,5 +82,63 @@ class MultiHeadSelfAttention(nn.Module):
             new.out.weight.copy_(m.out_proj.weight)
             if m.in_proj_bias is not None:
                 new.qkv.bias.copy_(m.in_proj_bias)
+                new.out.bias.copy_(m.out_proj.bias)
+        return new
+
+
+class MultiHeadCrossAttention(nn.Module):
+    """Multi-head cross-attention: queries from x, keys and values from another sequence, ``memory``.
+
+    x: (..., n_q, d_model), memory: (..., n_k, d_model) -> output (..., n_q, d_model), weights
+    (..., n_heads, n_q, n_k). ``Q = x W_q^T``, ``K = memory W_k^T``, ``V = memory W_v^T``, then per head
+    ``attention(Q, K, V)`` scaled by ``1/sqrt(d_head)``, concatenated and projected, as in
+    :class:`MultiHeadSelfAttention` (which is the case ``memory = x``). In a translator x is the decoder's
+    sequence and memory the encoder's output. ``mask``: boolean, broadcastable to (..., n_heads, n_q, n_k),
+    ``True`` = may attend; for the memory's padding ``(batch, n_k)`` pass ``mask[:, None, None, :]``.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, bias: bool = True):
+        super().__init__()
+        if d_model % n_heads != 0:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.d_model, self.n_heads = d_model, n_heads
+        self.d_head = d_model // n_heads
+        self.q = nn.Linear(d_model, d_model, bias=bias)  # W_q
+        self.kv = nn.Linear(d_model, 2 * d_model, bias=bias)  # W_k, W_v stacked, as in torch
+        self.out = nn.Linear(d_model, d_model, bias=bias)
+
+    _split = MultiHeadSelfAttention._split
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None = None):
+        for name, t in (("x", x), ("memory", memory)):
+            if t.dim() < 2 or t.shape[-1] != self.d_model:
+                raise ValueError(f"{name} must have shape (..., n, {self.d_model}), got {tuple(t.shape)}")
+        q = self._split(self.q(x))  # (..., n_q, d_model) -> (..., h, n_q, d_head)
+        k, v = self.kv(memory).chunk(2, dim=-1)  # each (..., n_k, d_model)
+        k, v = self._split(k), self._split(v)  # each (..., h, n_k, d_head)
+        heads, weights = attention(q, k, v, mask=mask)  # (..., h, n_q, d_head), (..., h, n_q, n_k)
+        concat = heads.transpose(-3, -2).flatten(-2)  # (..., n_q, h, d_head) -> (..., n_q, d_model)
+        return self.out(concat), weights  # (..., n_q, d_model)
+
+    @classmethod
+    def from_torch(cls, m: nn.MultiheadAttention) -> "MultiHeadCrossAttention":
+        """Copy the weights of a ``torch.nn.MultiheadAttention(batch_first=True)``.
+
+        The result gives the same output as ``m(x, memory, memory)``.
+        """
+        if not isinstance(m, nn.MultiheadAttention) or not m.batch_first:
+            raise ValueError("from_torch expects torch.nn.MultiheadAttention(..., batch_first=True)")
+        if not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
+            raise ValueError("from_torch supports neither kdim/vdim, add_bias_kv nor add_zero_attn")
+        d = m.embed_dim
+        new = cls(d, m.num_heads, bias=m.in_proj_bias is not None)
+        new = new.to(dtype=m.in_proj_weight.dtype, device=m.in_proj_weight.device)
+        with torch.no_grad():
+            new.q.weight.copy_(m.in_proj_weight[:d])  # (d_model, d_model)
+            new.kv.weight.copy_(m.in_proj_weight[d:])  # (2 d_model, d_model)
+            new.out.weight.copy_(m.out_proj.weight)
+            if m.in_proj_bias is not None:
+                new.q.bias.copy_(m.in_proj_bias[:d])
+                new.kv.bias.copy_(m.in_proj_bias[d:])
                 new.out.bias.copy_(m.out_proj.bias)
         return new

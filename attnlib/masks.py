@@ -5,7 +5,7 @@
 
 import torch
 
-from .checks import check_choice
+from .checks import check_choice, check_positive_int
 
 ALIGNS = ("top_left", "bottom_right")
 
@@ -40,3 +40,30 @@ def window_mask(n: int, r: int, device=None) -> torch.Tensor:
     i = torch.arange(n, device=device).unsqueeze(1)  # (n, 1)
     j = torch.arange(n, device=device).unsqueeze(0)  # (1, n)
     return (i - j).abs() <= r  # (n, n)
+
+
+def sliding_window_mask(n: int, window: int, *, sinks: int = 0, device=None) -> torch.Tensor:
+    """Causal sliding window with sink tokens. -> (n, n), ``True`` = may attend.
+
+    Query i sees its last ``window`` keys, itself included (``i - window < j <= i``), and the
+    first ``sinks`` keys (``j < sinks``, the "attention sinks" of Xiao et al. 2023), never a key
+    after it. With n = 6, window = 2, sinks = 1::
+
+            keys 0 1 2 3 4 5
+        q0       1 0 0 0 0 0
+        q1       1 1 0 0 0 0
+        q2       1 1 1 0 0 0
+        q3       1 0 1 1 0 0
+        q4       1 0 0 1 1 0
+        q5       1 0 0 0 1 1
+
+    Built from :func:`causal_mask` and :func:`window_mask` (the window is ``r = window - 1``).
+    """
+    for name, value in (("n", n), ("window", window)):
+        check_positive_int(name, value)
+    if isinstance(sinks, bool) or not isinstance(sinks, int) or sinks < 0:
+        raise ValueError(f"sinks must be an int >= 0, got {sinks!r}")
+    causal = causal_mask(n, device=device)  # (n, n)
+    recent = causal & window_mask(n, window - 1, device=device)  # (n, n): i - window < j <= i
+    sink = torch.arange(n, device=device) < sinks  # (n,): the first `sinks` keys
+    return recent | (causal & sink)  # (n, n) | ((n, n) & (1, n)) -> (n, n)

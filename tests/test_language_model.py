@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.testing import assert_close
 
-from attnlib import TransformerLM, count_parameters, generate
+from attnlib import TransformerLM, count_parameters
 from attnlib.experiments.book_text import (
     CharTokenizer,
     book_documents,
@@ -276,70 +276,6 @@ def test_train_rejects_steps_not_a_multiple_of_eval_every():
     with pytest.raises(ValueError, match="multiple of eval_every"):
         train_lm(_small_model(), torch.arange(50) % 11, torch.arange(50) % 11, steps=10, batch_size=2, context=4,
                  lr=1e-3, eval_every=3, seed=0)
-
-
-# ---------------------------------------------------------------- sampling
-
-
-def test_sampling_with_a_seed_is_reproducible_and_another_seed_differs():
-    model = _small_model(torch.float32)
-    prompt = torch.tensor([1, 2, 3])
-
-    def sample(seed):
-        return generate(model, prompt, 40, temperature=1.0, generator=torch.Generator().manual_seed(seed))
-
-    a, b, c = sample(0), sample(0), sample(1)
-    assert a.shape == (43,) and torch.equal(a[:3], prompt)
-    assert torch.equal(a, b)
-    assert not torch.equal(a, c)
-
-
-class _FixedLogits(nn.Module):
-    """A 'model' whose next-token logits are always the same: isolates the sampling step."""
-
-    def __init__(self, logits, context=4):
-        super().__init__()
-        self.logits, self.context = logits, context
-
-    def forward(self, idx):
-        return self.logits.expand(*idx.shape, -1)  # (batch, n, vocab)
-
-
-@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
-def test_sampling_follows_softmax_of_logits_over_temperature(temperature):
-    logits = torch.tensor([2.0, 1.0, 0.0, -1.0])
-    n = 4000
-    ids = generate(_FixedLogits(logits), torch.tensor([0]), n, temperature=temperature,
-                   generator=torch.Generator().manual_seed(0))[1:]
-    freq = torch.bincount(ids, minlength=4).double() / n
-    p = torch.softmax(logits.double() / temperature, -1)
-    assert ((freq - p).abs() <= 5 * (p * (1 - p) / n).sqrt()).all()  # within 5 standard errors
-
-
-def test_low_temperature_sampling_is_greedy():
-    model = _small_model(torch.float32)
-    ids = generate(model, torch.tensor([4]), 20, temperature=1e-4, generator=torch.Generator().manual_seed(0))
-    greedy = torch.tensor([4])
-    for _ in range(20):
-        greedy = torch.cat([greedy, model(greedy[-16:][None])[0, -1].argmax()[None]])
-    assert torch.equal(ids, greedy)
-
-
-def test_sampling_longer_than_the_context_reads_the_last_tokens():
-    model = _small_model(torch.float32)
-    ids = generate(model, torch.tensor([1]), 40, temperature=1.0, generator=torch.Generator().manual_seed(0))
-    assert ids.shape == (41,)
-
-
-@pytest.mark.parametrize("temperature", [0.0, -1.0])
-def test_sampling_rejects_non_positive_temperature(temperature):
-    with pytest.raises(ValueError, match="temperature must be > 0"):
-        generate(_small_model(), torch.tensor([1]), 3, temperature=temperature, generator=torch.Generator())
-
-
-def test_sampling_rejects_empty_prompt():
-    with pytest.raises(ValueError, match=r"n >= 1"):
-        generate(_small_model(), torch.tensor([], dtype=torch.long), 3, temperature=1.0, generator=torch.Generator())
 
 
 # ---------------------------------------------------------------- page spans and the interleaved split

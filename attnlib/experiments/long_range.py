@@ -1,8 +1,11 @@
 """Chapter 7's experiment: a task whose answer is one token ``distance`` positions back, and two classifiers.
 
 The task (:func:`remember_first_token`), an attention classifier and a recurrent one of matched
-size, and their training on the task through :func:`attnlib.train`.
+size, their training on the task through :func:`attnlib.train` (with a validation split and an
+early stop), and a grid of learning rates x seeds from which each model is taken at its best rate.
 """
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -15,15 +18,9 @@ from ..positions import sinusoidal_positions
 from ..training import train
 
 
-def remember_first_token(
-    batch_size: int,
-    distance: int,
-    *,
-    n_classes: int = 8,
-    n_distractors: int = 8,
-    length: int | None = None,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def remember_first_token(batch_size: int, distance: int, *, n_classes: int = 8, n_distractors: int = 8,
+                         length: int | None = None, generator: torch.Generator | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sequences of distractors with one informative token ``distance`` positions before the last one.
 
     Token ids ``0 .. n_classes - 1`` are the informative tokens; ids ``n_classes ..
@@ -50,10 +47,7 @@ def remember_first_token(
 
 
 def label_of(tokens: torch.Tensor, distance: int) -> torch.Tensor:
-    """The task's label rule: the token ``distance`` positions before the last one.
-
-    tokens: (batch_size, length) -> (batch_size,)
-    """
+    """The label rule: the token ``distance`` positions before the last one. (batch_size, length) -> (batch_size,)"""
     if tokens.dim() != 2 or not 0 <= distance < tokens.shape[1]:
         raise ValueError(f"need tokens (batch_size, length) with length > distance={distance}, "
                          f"got {tuple(tokens.shape)}")
@@ -100,9 +94,8 @@ class AttentionClassifier(nn.Module):
         out, w = attention(q, k, v)  # (batch, 1, n) @ (batch, n, d_model) -> (batch, 1, d_model)
         return out[:, 0, :], w[:, 0, :]  # (batch, d_model), (batch, n)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, n, d_model) -> the attention output at the last position (batch, d_model)."""
-        return self.last_row(x)[0]  # (batch, d_model)
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # (batch, n, d_model) -> last position's output (batch, d_model)
+        return self.last_row(x)[0]
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.readout(self.encode(self.inputs(tokens)))  # (batch, n_classes)
@@ -111,28 +104,35 @@ class AttentionClassifier(nn.Module):
 class RecurrentClassifier(nn.Module):
     """Token embedding -> ``torch.nn.LSTM`` or ``torch.nn.RNN`` (tanh) -> linear readout of the last hidden state.
 
+    ``forget_bias`` (LSTM only): start the forget gate's bias at this value instead of torch's random
+    one, ``f_t = sigmoid(W_if x_t + W_hf h_{t-1} + forget_bias)``, so that the gate starts nearly open
+    (``sigmoid(3) = 0.95``) and the cell state keeps most of itself at every step.
     tokens: (batch, n) int64 -> logits (batch, n_classes)
     """
 
     def __init__(self, vocab_size: int, n_classes: int, d_hidden: int = 20, d_model: int | None = None,
-                 cell: str = "lstm"):
+                 cell: str = "lstm", forget_bias: float | None = None):
         super().__init__()
         check_choice("cell", cell, ("lstm", "rnn"))
+        if forget_bias is not None and cell != "lstm":
+            raise ValueError(f"forget_bias needs cell='lstm' (only an LSTM has a forget gate), got cell={cell!r}")
         d_model = d_hidden if d_model is None else d_model
         self.embed = nn.Embedding(vocab_size, d_model)
         rnn = nn.LSTM if cell == "lstm" else nn.RNN
         self.rnn = rnn(d_model, d_hidden, batch_first=True)
         self.readout = nn.Linear(d_hidden, n_classes)
+        if forget_bias is not None:  # torch orders an LSTM's gates input, forget, cell, output
+            with torch.no_grad():
+                self.rnn.bias_ih_l0[d_hidden : 2 * d_hidden] = forget_bias
+                self.rnn.bias_hh_l0[d_hidden : 2 * d_hidden] = 0.0
 
     def inputs(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (batch, n), got {tuple(tokens.shape)}")
         return self.embed(tokens)  # (batch, n, d_model)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, n, d_model) -> the last hidden state (batch, d_hidden)."""
-        out, _ = self.rnn(x)  # (batch, n, d_hidden)
-        return out[:, -1, :]  # (batch, d_hidden)
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # (batch, n, d_model) -> last hidden state (batch, d_hidden)
+        return self.rnn(x)[0][:, -1, :]  # (batch, n, d_hidden) -> (batch, d_hidden)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.readout(self.encode(self.inputs(tokens)))  # (batch, n_classes)
@@ -141,18 +141,79 @@ class RecurrentClassifier(nn.Module):
 # --- training on the task ------------------------------------------------------------------------
 
 
+class _Reached(Exception):  # raised by train_classifier's check to end training once the target is met
+    pass
+
+
 def train_classifier(model: nn.Module, distance: int, *, steps: int, batch_size: int, lr: float, seed: int,
-                     **task) -> list[float]:
-    """Train on fresh batches of :func:`remember_first_token` (``task``: its keyword arguments). -> losses."""
-    return train(
-        model,
-        lambda gen: remember_first_token(batch_size, distance, generator=gen, **task),  # (b, n), (b,)
-        lambda m, batch: F.cross_entropy(m(batch[0]), batch[1]),
-        steps=steps, lr=lr, seed=seed,
-    )
+                     validation: tuple[torch.Tensor, torch.Tensor] | None = None, every: int = 20,
+                     target: float | None = None, **task) -> list[tuple[int, float]]:
+    """Train on fresh batches of :func:`remember_first_token` (``task``: its keyword arguments).
+
+    With ``validation = (tokens, labels)``, the accuracy on those held-out sequences is recorded every
+    ``every`` steps, and training stops early once it is at least ``target`` (``steps`` is then a budget:
+    the most steps any run gets). -> the record ``[(step, validation accuracy), ...]``, empty without validation.
+    """
+    record = []
+
+    def check(step: int, losses: list[float]) -> None:
+        record.append((step, accuracy(model, *validation)))
+        if target is not None and record[-1][1] >= target:
+            raise _Reached
+
+    try:
+        train(
+            model,
+            lambda gen: remember_first_token(batch_size, distance, generator=gen, **task),  # (b, n), (b,)
+            lambda m, batch: F.cross_entropy(m(batch[0]), batch[1]),
+            steps=steps, lr=lr, seed=seed, every=every if validation is not None else 0,
+            callback=check if validation is not None else None,
+        )
+    except _Reached:
+        pass
+    return record
+
+
+def steps_to(record: list[tuple[int, float]], threshold: float) -> float:
+    """The first recorded step whose validation accuracy is >= threshold; ``inf`` if none is."""
+    return next((float(step) for step, acc in record if acc >= threshold), float("inf"))
 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of sequences whose arg-max logit is the label. tokens: (m, n), labels: (m,)."""
     return (model(tokens).argmax(-1) == labels).float().mean().item()
+
+
+@dataclass
+class Grid:
+    """Runs at every (learning rate, seed): accuracies and steps to 95% as (n_lrs, n_seeds) tensors."""
+
+    lrs: list[float]
+    val: torch.Tensor  # (n_lrs, n_seeds): validation accuracy where training ended
+    test: torch.Tensor  # (n_lrs, n_seeds): test accuracy of the same models
+    steps: torch.Tensor  # (n_lrs, n_seeds): first checked step with validation accuracy >= 0.95 (inf: never)
+    models: list[list[nn.Module]]  # [lr][seed]
+
+    def best(self) -> int:
+        """Index of the rate with the highest mean validation accuracy; ties go to fewer mean steps, then the first."""
+        keys = [(self.val[i].mean().item(), -self.steps[i].mean().item()) for i in range(len(self.lrs))]
+        return max(range(len(self.lrs)), key=lambda i: (keys[i], -i))
+
+
+def train_grid(make_model, distance: int, *, lrs, seeds, validation, test, **train_kw) -> Grid:
+    """``make_model(seed)`` trained by :func:`train_classifier` at every rate in ``lrs`` and seed in ``seeds``.
+
+    A seed fixes the initial weights (``make_model`` seeds torch) and the training batches, the same for
+    every rate. ``validation`` picks the rate (:meth:`Grid.best`); ``test`` = (tokens, labels) measures.
+    """
+    shape = (len(lrs), len(seeds))
+    val, acc, steps = torch.zeros(shape), torch.zeros(shape), torch.zeros(shape, dtype=torch.float64)
+    models = [[None] * len(seeds) for _ in lrs]
+    for i, lr in enumerate(lrs):
+        for j, seed in enumerate(seeds):
+            model = models[i][j] = make_model(seed)
+            record = train_classifier(model, distance, lr=lr, seed=seed, validation=validation, **train_kw)
+            val[i, j], acc[i, j] = record[-1][1], accuracy(model, *test)
+            steps[i, j] = steps_to(record, 0.95)
+    return Grid(list(lrs), val, acc, steps, models)

@@ -34,13 +34,13 @@ _UNUSED = {"embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"
 class Embeddings(nn.Module):
     """Token vector + position vector + segment ("token type") vector, then LayerNorm.
 
-    ids: (b, n) token ids -> (b, n, d_model). Every token is in segment 0.
+    ids: (batch_size, n) token ids -> (batch_size, n, d_model), n <= context. Every token is in segment 0.
     """
 
-    def __init__(self, vocab_size: int, max_positions: int, n_types: int, d_model: int, eps: float):
+    def __init__(self, vocab_size: int, context: int, n_types: int, d_model: int, eps: float):
         super().__init__()
         self.word = nn.Embedding(vocab_size, d_model)
-        self.position = nn.Embedding(max_positions, d_model)
+        self.position = nn.Embedding(context, d_model)  # one vector per position 0 .. context - 1
         self.token_type = nn.Embedding(n_types, d_model)
         self.norm = nn.LayerNorm(d_model, eps=eps)
 
@@ -74,9 +74,13 @@ class EncoderLayer(nn.Module):
 
 
 class MiniLM(nn.Module):
-    """The encoder plus its tokenizer; build it with :func:`load_minilm`."""
+    """The encoder plus its tokenizer; build it with :func:`load_minilm`.
 
-    def __init__(self, config: dict, tokenizer, max_seq_length: int):
+    ``context``: the most tokens a text keeps, ``[CLS]`` and ``[SEP]`` included (sentence-transformers
+    calls it ``max_seq_length``; the position table has room for more).
+    """
+
+    def __init__(self, config: dict, tokenizer, context: int):
         super().__init__()
         d, eps = config["hidden_size"], config["layer_norm_eps"]
         self.embeddings = Embeddings(
@@ -86,12 +90,12 @@ class MiniLM(nn.Module):
             EncoderLayer(d, config["num_attention_heads"], config["intermediate_size"], eps)
             for _ in range(config["num_hidden_layers"])
         )
-        self.tokenizer, self.max_seq_length = tokenizer, max_seq_length
+        self.tokenizer, self.context = tokenizer, context
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[list[str]]]:
         """-> ids (b, n), mask (b, n) bool (``True`` = real token, ``False`` = padding), tokens per text.
 
-        ``[CLS] text [SEP]``, cut to ``max_seq_length`` tokens, padded to the longest text.
+        ``[CLS] text [SEP]``, cut to ``context`` tokens, padded to the longest text.
         """
         _check_texts(texts)
         encodings = self.tokenizer.encode_batch(list(texts))
@@ -183,10 +187,10 @@ def load_minilm(model_dir: str | Path | None = None) -> MiniLM:
     config = json.loads((model_dir / "config.json").read_text())
     if config.get("hidden_act") != "gelu" or config.get("position_embedding_type", "absolute") != "absolute":
         raise ValueError("only BERT encoders with exact GELU and absolute positions are supported")
-    max_seq_length = json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"]
+    context = json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"]
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tokenizer.enable_truncation(max_length=max_seq_length)
+    tokenizer.enable_truncation(max_length=context)
     tokenizer.enable_padding(pad_id=config["pad_token_id"], pad_token="[PAD]")  # to the longest text
-    model = MiniLM(config, tokenizer, max_seq_length)
+    model = MiniLM(config, tokenizer, context)
     _load_weights(model, model_dir / "model.safetensors")
     return model.eval()

@@ -6,7 +6,8 @@ and every position also carries a random label. Position i must output the label
 position that holds ``perm(tokens[i])``: to do so it has to attend to its partner.
 
 Queries and keys see only the tokens, values see only the labels, so the score function alone
-decides whether the right position is found.
+decides whether the right position is found. Three heads compete (chapter 4): a tied dot product
+of the embeddings, a bilinear score, and a projected, scaled dot product (a Transformer head).
 """
 
 from typing import NamedTuple
@@ -16,10 +17,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..attention import attention
-from ..checks import check_choice
+from ..checks import check_choice, check_positive_int
 from ..training import train
 
-PARTNER_SCORES = ("dot", "bilinear")
+PARTNER_SCORES = ("dot", "bilinear", "projected")
 
 
 class PartnerBatch(NamedTuple):
@@ -99,24 +100,38 @@ class PartnerTask:
 
 
 class PartnerAttention(nn.Module):
-    """One attention layer for the partner task; queries and keys are the same token embedding.
+    """One attention layer for the partner task; queries and keys come from one token embedding ``e``.
 
-    ``score="dot"``: ``s_ij = e_i · e_j`` with ``q = k = e = embed(token)``, no projections.
-    ``score="bilinear"``: ``s_ij = e_i^T W e_j``, with ``W: (d, d)`` learnt, initialised to the
-    identity (so both models start as the same function). The embedding starts with standard
-    deviation ``1/sqrt(d)``, so ``|e| ≈ 1`` and the first scores are small. Values are a learnt
-    embedding of the labels, of width ``n_labels``, and the attention output is read as the label logits.
+    ``score="dot"`` (tied dot): ``s_ij = e_i · e_j``, no projections, no scale.
+    ``score="bilinear"``: ``s_ij = e_i^T W e_j`` with ``W: (d_model, d_model)`` learnt, initialised
+    to the identity (so it starts as the same function as the tied dot model).
+    ``score="projected"`` (a Transformer head): ``s_ij = (W_q e_i) · (W_k e_j) / sqrt(d_head)``
+    with ``W_q, W_k: (d_head, d_model)`` learnt, initialised with standard deviation
+    ``1/sqrt(d_model)``; the same as a bilinear score with ``W = W_q^T W_k / sqrt(d_head)``, of
+    rank at most ``d_head``. Its ``2 d_model d_head`` parameters equal the bilinear model's
+    ``d_model^2`` when ``d_head = d_model / 2``.
+
+    The embedding starts with standard deviation ``1/sqrt(d_model)``, so ``|e| ≈ 1``. Values are a
+    learnt embedding of the labels, of width ``n_labels``, and the attention output is read as the
+    label logits.
     tokens, labels: (batch, n) -> logits (batch, n, n_labels), weights (batch, n, n)
     """
 
-    def __init__(self, vocab_size: int, n_labels: int, d: int = 16, score: str = "dot"):
+    def __init__(self, vocab_size: int, n_labels: int, d_model: int = 16, score: str = "dot", d_head: int = 8):
         super().__init__()
         check_choice("score", score, PARTNER_SCORES)
+        check_positive_int("d_model", d_model)
+        check_positive_int("d_head", d_head)
         self.score = score
-        self.embed = nn.Embedding(vocab_size, d)
-        nn.init.normal_(self.embed.weight, std=d**-0.5)
+        self.embed = nn.Embedding(vocab_size, d_model)
+        nn.init.normal_(self.embed.weight, std=d_model**-0.5)
         self.values = nn.Embedding(n_labels, n_labels)
-        self.weight = nn.Parameter(torch.eye(d)) if score == "bilinear" else None
+        self.weight = nn.Parameter(torch.eye(d_model)) if score == "bilinear" else None
+        if score == "projected":
+            self.w_q = nn.Linear(d_model, d_head, bias=False)  # weight (d_head, d_model)
+            self.w_k = nn.Linear(d_model, d_head, bias=False)
+            nn.init.normal_(self.w_q.weight, std=d_model**-0.5)
+            nn.init.normal_(self.w_k.weight, std=d_model**-0.5)
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor):
         if tokens.shape != labels.shape or tokens.dim() < 1:
@@ -124,8 +139,11 @@ class PartnerAttention(nn.Module):
                 f"tokens and labels must have the same shape (..., n), got "
                 f"{tuple(tokens.shape)} and {tuple(labels.shape)}"
             )
-        e = self.embed(tokens)  # (batch, n) -> (batch, n, d): queries and keys
+        e = self.embed(tokens)  # (batch, n) -> (batch, n, d_model)
         v = self.values(labels)  # (batch, n) -> (batch, n, n_labels)
+        if self.score == "projected":
+            q, k = self.w_q(e), self.w_k(e)  # (batch, n, d_model) -> (batch, n, d_head) each
+            return attention(q, k, v, score="scaled_dot")  # (batch, n, n_labels), (batch, n, n)
         return attention(e, e, v, score=self.score, weight=self.weight)  # (batch, n, n_labels), (batch, n, n)
 
 

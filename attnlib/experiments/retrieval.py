@@ -1,5 +1,8 @@
 """A toy task that needs attention (associative recall) and the one-head model that learns it."""
 
+import math
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -66,30 +69,55 @@ class RetrievalAttention(nn.Module):
         return self.readout(out.squeeze(1)), weights.squeeze(1)  # (batch, n_symbols), (batch, n_pairs)
 
 
-def train_retrieval(
-    score: str, *, d_head: int, n_symbols: int, n_pairs: int, steps: int, batch_size: int = 64,
-    lr: float = 1e-3, seed: int = 0,
-) -> tuple[RetrievalAttention, list[float]]:
-    """Train a fresh :class:`RetrievalAttention` on fresh batches (:func:`attnlib.train`); return it and the losses.
+def nudge(model: nn.Module) -> None:
+    """Move every parameter of ``model`` by one rounding step, in place: each entry becomes the next
+    representable number towards +inf (``torch.nextafter``), a relative change of about 1e-7 in float32.
+    """
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.nextafter(p, torch.full_like(p, math.inf)))
 
-    The same ``seed`` gives the same initial weights and the same batches whatever ``score`` is,
-    so two runs differ only in the scale of the scores. The initial weights come from a generator
-    seeded with ``seed`` inside ``torch.random.fork_rng``: the global generator is left as it was.
-    Loss: cross-entropy of the answer.
+
+def initial_model(
+    score: str, *, d_head: int, n_symbols: int, seed: int, nudged: bool = False
+) -> RetrievalAttention:
+    """The untrained model of :func:`train_retrieval`: weights from ``torch.manual_seed(seed)`` inside
+    ``torch.random.fork_rng`` (the global generator is left as it was), then :func:`nudge` if ``nudged``.
     """
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = RetrievalAttention(n_symbols, d_head, score=score)
+    if nudged:
+        nudge(model)
+    return model
+
+
+def train_retrieval(
+    score: str, *, d_head: int, n_symbols: int, n_pairs: int, steps: int, batch_size: int = 64,
+    lr: float = 1e-3, seed: int = 0, nudged: bool = False, every: int = 0,
+    callback: Callable[[int, RetrievalAttention], None] | None = None,
+) -> tuple[RetrievalAttention, list[float]]:
+    """Train a fresh :class:`RetrievalAttention` on fresh batches (:func:`attnlib.train`); return it and the losses.
+
+    The same ``seed`` gives the same initial weights (:func:`initial_model`) and the same batches
+    whatever ``score`` is, so two runs differ only in the scale of the scores. ``nudged=True``
+    moves every initial weight by one rounding step (:func:`nudge`) and changes nothing else: the
+    twin of the run with ``nudged=False``. Every ``every`` steps,
+    ``callback(step, model)`` runs (for example to record the weights). Loss: cross-entropy of the answer.
+    """
+    model = initial_model(score, d_head=d_head, n_symbols=n_symbols, seed=seed, nudged=nudged)
     losses = train(
         model,
         lambda gen: retrieval_batch(batch_size, n_pairs, n_symbols, generator=gen),
-        _retrieval_loss,
-        steps=steps, lr=lr, seed=seed,
+        retrieval_loss,
+        steps=steps, lr=lr, seed=seed, every=every,
+        callback=None if callback is None else lambda step, _: callback(step, model),
     )
     return model, losses
 
 
-def _retrieval_loss(model: RetrievalAttention, batch: tuple) -> torch.Tensor:
+def retrieval_loss(model: RetrievalAttention, batch: tuple) -> torch.Tensor:
+    """Cross-entropy of the answer: ``batch`` is what :func:`retrieval_batch` returns."""
     keys, values, query, target = batch
     logits, _ = model(keys, values, query)  # (batch, n_symbols)
     return nn.functional.cross_entropy(logits, target)

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -7,7 +8,13 @@ from hypothesis import strategies as st
 from torch.testing import assert_close
 
 from attnlib import attention
-from attnlib.experiments.retrieval import RetrievalAttention, retrieval_batch, train_retrieval
+from attnlib.experiments.retrieval import (
+    RetrievalAttention,
+    initial_model,
+    nudge,
+    retrieval_batch,
+    train_retrieval,
+)
 
 
 @given(
@@ -103,3 +110,36 @@ def test_the_scaled_head_learns_the_task():
     with torch.no_grad():
         accuracy = (model(keys, values, query)[0].argmax(-1) == target).float().mean()
     assert accuracy > 0.9
+
+
+def test_nudge_moves_every_weight_by_exactly_one_rounding_step():
+    model = RetrievalAttention(n_symbols=10, d_head=8)
+    before = [p.detach().clone() for p in model.parameters()]
+    nudge(model)
+    for old, new in zip(before, model.parameters(), strict=True):
+        assert (new > old).all()
+        # no float32 lies strictly between the two: the next one up from old is new
+        assert torch.equal(torch.from_numpy(np.nextafter(old.numpy(), np.float32(np.inf))), new.detach())
+
+
+def test_initial_model_is_the_start_of_train_retrieval_and_leaves_the_global_generator_alone():
+    state = torch.random.get_rng_state()
+    start = initial_model("dot", d_head=8, n_symbols=10, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    snapshots = []
+    train_retrieval("dot", d_head=8, n_symbols=10, n_pairs=4, steps=2, batch_size=4, seed=3, every=1,
+                    callback=lambda step, m: snapshots.append([p.detach().clone() for p in m.parameters()]))
+    assert len(snapshots) == 2
+    twin = initial_model("dot", d_head=8, n_symbols=10, seed=3, nudged=True)
+    for a, b in zip(start.parameters(), twin.parameters(), strict=True):
+        assert not torch.equal(a, b) and torch.allclose(a, b, rtol=1e-6, atol=0)
+
+
+def test_nudged_twin_differs_only_in_its_initial_weights():
+    kwargs = dict(d_head=8, n_symbols=10, n_pairs=4, steps=1, batch_size=4, lr=0.0, seed=5)
+    model, losses = train_retrieval("scaled_dot", **kwargs)
+    twin, twin_losses = train_retrieval("scaled_dot", nudged=True, **kwargs)
+    expected = initial_model("scaled_dot", d_head=8, n_symbols=10, seed=5, nudged=True)
+    for a, b in zip(twin.parameters(), expected.parameters(), strict=True):
+        assert torch.equal(a, b)  # lr = 0: the weights are still the nudged start
+    assert abs(losses[0] - twin_losses[0]) < 1e-5  # same batch, weights one rounding step apart

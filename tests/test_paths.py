@@ -8,14 +8,8 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.testing import assert_close
 
-from attnlib import SelfAttention, attention, causal_mask, count_parameters, sinusoidal_positions, window_mask
-from attnlib.experiments.long_range import (
-    AttentionClassifier,
-    RecurrentClassifier,
-    accuracy,
-    remember_first_token,
-    train_classifier,
-)
+from attnlib import SelfAttention, attention, causal_mask, window_mask
+from attnlib.experiments.long_range import AttentionClassifier, RecurrentClassifier
 from attnlib.experiments.paths import (
     causal_conv,
     count_macs,
@@ -31,95 +25,7 @@ from attnlib.experiments.paths import (
 V, C = 16, 8
 
 
-# --- classifiers ---------------------------------------------------------------------------------
-
-
-def test_attention_classifier_reads_the_last_row_of_the_full_layer():
-    model = AttentionClassifier(V, C, d_model=8).double()
-    x = torch.randn(3, 11, 8, dtype=torch.float64)
-    full, _ = model.attn(x)  # (3, 11, 8): every row
-    assert_close(model.encode(x), full[:, -1, :])
-
-
-def test_attention_classifier_last_row_returns_the_last_row_of_the_weights():
-    model = AttentionClassifier(V, C, d_model=8).double()
-    x = torch.randn(3, 11, 8, dtype=torch.float64)
-    full_out, full_w = model.attn(x)  # (3, 11, 8), (3, 11, 11)
-    out, w = model.last_row(x)  # (3, 8), (3, 11)
-    assert_close(out, full_out[:, -1, :])
-    assert_close(w, full_w[:, -1, :])
-    assert_close(w.sum(-1), torch.ones(3, dtype=torch.float64))
-
-
-def test_attention_classifier_adds_sinusoidal_positions():
-    model = AttentionClassifier(V, C, d_model=8)
-    tokens = torch.randint(V, (2, 9))
-    assert_close(model.inputs(tokens) - model.embed(tokens), sinusoidal_positions(9, 8).expand(2, 9, 8))
-    assert model(tokens).shape == (2, C)
-
-
-def test_without_positions_the_attention_model_sees_a_bag_of_tokens():
-    model = AttentionClassifier(V, C, d_model=8, positions=False)
-    tokens = torch.randint(V, (4, 10))
-    shuffled = torch.cat([tokens[:, :-1][:, torch.randperm(9)], tokens[:, -1:]], dim=1)  # last token stays
-    assert_close(model(shuffled), model(tokens))
-    with_positions = AttentionClassifier(V, C, d_model=8)
-    assert not torch.allclose(with_positions(shuffled), with_positions(tokens))
-
-
-@pytest.mark.parametrize("cell, rnn_type", [("lstm", nn.LSTM), ("rnn", nn.RNN)])
-def test_recurrent_classifier_reads_the_last_hidden_state(cell, rnn_type):
-    model = RecurrentClassifier(V, C, d_hidden=6, cell=cell)
-    assert isinstance(model.rnn, rnn_type)
-    tokens = torch.randint(V, (3, 7))
-    out, _ = model.rnn(model.embed(tokens))  # (3, 7, 6)
-    assert_close(model(tokens), model.readout(out[:, -1]))
-
-
-def test_parameter_counts_match_the_formulas_and_each_other():
-    d, h = 32, 20
-    att, lstm = AttentionClassifier(V, C, d_model=d), RecurrentClassifier(V, C, d_hidden=h)
-    assert count_parameters(att) == V * d + 3 * d * d + d * C + C
-    assert count_parameters(lstm) == V * h + 4 * h * (h + h) + 8 * h + h * C + C
-    assert abs(count_parameters(lstm) / count_parameters(att) - 1) <= 0.10
-
-
-def test_classifiers_reject_bad_input():
-    with pytest.raises(ValueError, match="unknown cell 'gru'"):
-        RecurrentClassifier(V, C, cell="gru")
-    with pytest.raises(ValueError, match=r"\(batch, n\)"):
-        RecurrentClassifier(V, C)(torch.zeros(5, dtype=torch.int64))
-    with pytest.raises(ValueError, match="n <= 16"):
-        AttentionClassifier(V, C, d_model=8, context=16)(torch.zeros(2, 17, dtype=torch.int64))
-
-
-# --- training ------------------------------------------------------------------------------------
-
-
-def test_training_is_deterministic_under_a_seed():
-    runs = []
-    for _ in range(2):
-        torch.manual_seed(1)
-        model = RecurrentClassifier(V, C, d_hidden=8)
-        runs.append(train_classifier(model, 5, steps=4, batch_size=8, lr=1e-2, seed=2))
-    assert runs[0] == runs[1]
-
-
-def test_attention_model_learns_the_task():
-    torch.manual_seed(0)
-    model = AttentionClassifier(V, C, d_model=16)
-    train_classifier(model, 20, steps=150, batch_size=32, lr=3e-3, seed=0)
-    tokens, labels = remember_first_token(500, 20, generator=torch.Generator().manual_seed(99))
-    assert accuracy(model, tokens, labels) > 0.9
-
-
-def test_accuracy_counts_argmax_hits():
-    class Fixed(nn.Module):
-        def forward(self, tokens):
-            return nn.functional.one_hot(tokens[:, 0], C).float()  # predicts the first token
-
-    tokens = torch.tensor([[1, 9], [2, 9], [3, 9], [4, 9]])
-    assert accuracy(Fixed(), tokens, torch.tensor([1, 2, 0, 0])) == 0.5
+# --- gradients by distance ----------------------------------------------------------------------
 
 
 def test_gradient_by_distance_matches_the_jacobian():

@@ -1,0 +1,49 @@
+"""The backward pass of chunked attention, by recomputation (FlashAttention's idea).
+
+The forward pass of :func:`attnlib.chunked_attention` keeps the output ``O`` and, per query
+row, the running maximum ``m`` and sum ``l`` (ℓ in the book), never the weights. With the row's
+log-normaliser ``L = m + log l``, each tile of weights is recomputed exactly as
+``P = exp(S - L)``, and the gradients follow from ``dO`` (the gradient of the output):
+
+    ``dV = P^T dO``,   ``dP = dO V^T``,   ``dS = P * (dP - D)`` with ``D_i = sum_c dO_ic O_ic``,
+    ``dQ = dS K / sqrt(d)``,   ``dK = dS^T Q / sqrt(d)``
+
+``D_i = sum_j P_ij dP_ij`` is the softmax's correction term, computed once from ``dO`` and ``O``
+instead of from the weights. A row that saw no key (``l = 0``) gets ``L = +inf``, hence ``P = 0``
+and zero gradients.
+"""
+
+import math
+
+import torch
+
+
+def backward_by_recomputation(q, k, v, out, m, l, d_out, forbid, causal, block, lead, *, mask_tile_, buffer_view):  # noqa: E741
+    """Gradients of chunked attention, one recomputed tile at a time.
+
+    q: (B, n_q, d), k: (B, n_k, d), v: (B, n_k, d_v), out, d_out: (B, n_q, d_v), m, l: (B, n_q, 1)
+    -> dQ (B, n_q, d), dK (B, n_k, d), dV (B, n_k, d_v). ``forbid``, ``causal``, ``block``, ``lead`` and the two
+    helpers are those of the forward pass (:mod:`attnlib.chunked`).
+    """
+    (B, n_q, d), n_k = q.shape, k.shape[-2]
+    scale = 1.0 / math.sqrt(d)
+    lse = torch.where(l > 0, m + torch.log(l), float("inf"))  # (B, n_q, 1): log-normaliser L
+    delta = (d_out * out).sum(dim=-1, keepdim=True)  # (B, n_q, 1): D_i = sum_c dO_ic O_ic
+    d_q, d_k, d_v = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    s_buf, dp_buf, triangles = q.new_empty(B * block * block), q.new_empty(B * block * block), {}
+    for q0 in range(0, n_q, block):
+        q1 = min(q0 + block, n_q)
+        q_blk, do_blk = q[:, q0:q1], d_out[:, q0:q1]  # (B, b_q, d), (B, b_q, d_v)
+        for k0 in range(0, min(n_k, q1) if causal else n_k, block):
+            k1 = min(k0 + block, n_k)
+            s = buffer_view(s_buf, B, q1 - q0, k1 - k0)  # (B, b_q, b_k)
+            s.baddbmm_(q_blk, k[:, k0:k1].transpose(1, 2), beta=0, alpha=scale)  # (B, b_q, d) @ (B, d, b_k)
+            mask_tile_(s, forbid, causal, q0, k0, lead, triangles)
+            p = s.sub_(lse[:, q0:q1]).exp_()  # (B, b_q, b_k): the weights of this tile, recomputed
+            d_v[:, k0:k1].baddbmm_(p.transpose(1, 2), do_blk)  # (B, b_k, b_q) @ (B, b_q, d_v) -> (B, b_k, d_v)
+            dp = buffer_view(dp_buf, B, q1 - q0, k1 - k0)  # (B, b_q, b_k)
+            torch.bmm(do_blk, v[:, k0:k1].transpose(1, 2), out=dp)  # (B, b_q, d_v) @ (B, d_v, b_k) -> (B, b_q, b_k)
+            ds = dp.sub_(delta[:, q0:q1]).mul_(p)  # (B, b_q, b_k): dS = P * (dP - D)
+            d_q[:, q0:q1].baddbmm_(ds, k[:, k0:k1], alpha=scale)  # (B, b_q, b_k) @ (B, b_k, d) -> (B, b_q, d)
+            d_k[:, k0:k1].baddbmm_(ds.transpose(1, 2), q_blk, alpha=scale)  # (B, b_k, b_q) @ (B, b_q, d) -> (B, b_k, d)
+    return d_q, d_k, d_v
