@@ -61,12 +61,12 @@ def forward_tiles(q, k, v, forbid, causal, block, lead):
         for k0 in range(0, min(n_k, q1) if causal else n_k, block):  # causal: no key after the last query
             k1 = min(k0 + block, n_k)
             s = buffer_view(s_buf, B, q1 - q0, k1 - k0)  # (B, b_q, b_k)
-            s.baddbmm_(q_blk, k[:, k0:k1].transpose(1, 2), beta=0, alpha=scale)  # (B, b_q, d) @ (B, d, b_k)
+            torch.baddbmm(s, q_blk, k[:, k0:k1].transpose(1, 2), beta=0, alpha=scale, out=s)  # (B, b_q, b_k)
             mask_tile_(s, forbid, causal, q0, k0, lead, triangles)
             torch.maximum(torch.amax(s, dim=-1, keepdim=True, out=m_new), m, out=m_new)  # (B, b_q, 1)
             torch.sub(m, m_new, out=r).exp_()  # (B, b_q, 1): exp(m_old - m_new) rescales the old sums
             s.sub_(m_new).exp_()  # (B, b_q, b_k): p = exp(s - m_new); forbidden keys -> 0
-            acc.mul_(r).baddbmm_(s, v1[:, k0:k1])  # (B, b_q, b_k) @ (B, b_k, d_v + 1), added to acc
+            torch.baddbmm(acc.mul_(r), s, v1[:, k0:k1], out=acc)  # acc * r + (B, b_q, b_k) @ (B, b_k, d_v + 1)
             m, m_new = m_new, m  # the new maximum becomes the old one; reuse the other buffer
         l = acc[..., d_v:]  # noqa: E741  (B, b_q, 1): sum_j exp(s_j - m), 0 if nothing was seen
         torch.div(acc[..., :d_v], torch.where(l > 0, l, 1.0), out=out[:, q0:q1])  # (B, b_q, d_v)

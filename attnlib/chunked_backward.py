@@ -37,13 +37,15 @@ def backward_by_recomputation(q, k, v, out, m, l, d_out, forbid, causal, block, 
         for k0 in range(0, min(n_k, q1) if causal else n_k, block):
             k1 = min(k0 + block, n_k)
             s = buffer_view(s_buf, B, q1 - q0, k1 - k0)  # (B, b_q, b_k)
-            s.baddbmm_(q_blk, k[:, k0:k1].transpose(1, 2), beta=0, alpha=scale)  # (B, b_q, d) @ (B, d, b_k)
+            torch.baddbmm(s, q_blk, k[:, k0:k1].transpose(1, 2), beta=0, alpha=scale, out=s)  # (B, b_q, b_k)
             mask_tile_(s, forbid, causal, q0, k0, lead, triangles)
             p = s.sub_(lse[:, q0:q1]).exp_()  # (B, b_q, b_k): the weights of this tile, recomputed
-            d_v[:, k0:k1].baddbmm_(p.transpose(1, 2), do_blk)  # (B, b_k, b_q) @ (B, b_q, d_v) -> (B, b_k, d_v)
+            dv_blk = d_v[:, k0:k1]  # (B, b_k, d_v), a view: the products below add into d_v in place
+            torch.baddbmm(dv_blk, p.transpose(1, 2), do_blk, out=dv_blk)  # += (B, b_k, b_q) @ (B, b_q, d_v)
             dp = buffer_view(dp_buf, B, q1 - q0, k1 - k0)  # (B, b_q, b_k)
             torch.bmm(do_blk, v[:, k0:k1].transpose(1, 2), out=dp)  # (B, b_q, d_v) @ (B, d_v, b_k) -> (B, b_q, b_k)
             ds = dp.sub_(delta[:, q0:q1]).mul_(p)  # (B, b_q, b_k): dS = P * (dP - D)
-            d_q[:, q0:q1].baddbmm_(ds, k[:, k0:k1], alpha=scale)  # (B, b_q, b_k) @ (B, b_k, d) -> (B, b_q, d)
-            d_k[:, k0:k1].baddbmm_(ds.transpose(1, 2), q_blk, alpha=scale)  # (B, b_k, b_q) @ (B, b_q, d) -> (B, b_k, d)
+            dq_blk, dk_blk = d_q[:, q0:q1], d_k[:, k0:k1]  # (B, b_q, d), (B, b_k, d): views
+            torch.baddbmm(dq_blk, ds, k[:, k0:k1], alpha=scale, out=dq_blk)  # += (B, b_q, b_k) @ (B, b_k, d)
+            torch.baddbmm(dk_blk, ds.transpose(1, 2), q_blk, alpha=scale, out=dk_blk)  # += (B, b_k, b_q) @ (B, b_q, d)
     return d_q, d_k, d_v

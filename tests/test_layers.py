@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from attnlib import MultiHeadSelfAttention, SelfAttention, causal_mask
+from attnlib import MultiHeadCrossAttention, MultiHeadSelfAttention, SelfAttention, causal_mask
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -91,3 +91,35 @@ def test_self_attention_is_permutation_equivariant():
 def test_self_attention_rejects_unknown_score():
     with pytest.raises(ValueError, match="allowed: 'dot', 'scaled_dot', 'bilinear'"):
         SelfAttention(4, score="additive")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_cross_attention_matches_multihead_attention(bias):
+    # Queries from the decoder (n_q = 4), keys and values from the encoder (n_k = 7), with its padding.
+    ref = nn.MultiheadAttention(12, 3, bias=bias, batch_first=True, dtype=torch.float64)
+    ours = MultiHeadCrossAttention.from_torch(ref)
+    x, memory = torch.randn(2, 4, 12, dtype=torch.float64), torch.randn(2, 7, 12, dtype=torch.float64)
+    real = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])  # (batch, n_k)
+    expected, expected_w = ref(x, memory, memory, key_padding_mask=~real)  # torch: True = may NOT attend
+    out, w = ours(x, memory, mask=real[:, None, None, :])
+    assert out.shape == (2, 4, 12) and w.shape == (2, 3, 4, 7)
+    assert_close(out, expected)
+    assert_close(w.mean(dim=1), expected_w)
+    assert (w[1, :, :, 4:] == 0).all()
+
+
+def test_cross_attention_with_memory_equal_to_x_is_self_attention():
+    ref = nn.MultiheadAttention(8, 2, batch_first=True, dtype=torch.float64)
+    x = torch.randn(3, 5, 8, dtype=torch.float64)
+    out, _ = MultiHeadCrossAttention.from_torch(ref)(x, x)
+    assert_close(out, ref(x, x, x)[0])
+
+
+def test_cross_attention_rejects_bad_shapes():
+    m = MultiHeadCrossAttention(8, 2)
+    with pytest.raises(ValueError, match=r"memory must have shape \(\.\.\., n, 8\), got \(2, 5, 6\)"):
+        m(torch.randn(2, 3, 8), torch.randn(2, 5, 6))
+    with pytest.raises(ValueError, match="d_model=10 is not divisible by n_heads=4"):
+        MultiHeadCrossAttention(10, 4)
+    with pytest.raises(ValueError, match="batch_first=True"):
+        MultiHeadCrossAttention.from_torch(nn.MultiheadAttention(8, 2))

@@ -5,6 +5,7 @@
 - ``long_range``         ch 7: the remember-one-token task, attention and recurrent classifiers, tuned per model
 - ``paths``              ch 7: gradients by distance, dependency patterns, path lengths, MAC counts
 - ``minilm``             ch 9: all-MiniLM-L6-v2 rebuilt on attnlib's layers, loaded from its weights
+- ``head_analysis``      ch 9: parked mass, mass-weighted distance, value-weighted attention, frozen passages
 - ``book_text``          ch 10: the book's own text as a corpus, a character tokenizer, batches
 - ``language_modelling`` ch 10: training and evaluating language models, the LSTM to compare with
 - ``translation_task``   ch 11: English dates to Chinese, with the true word alignment known by construction

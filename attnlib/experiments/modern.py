@@ -21,6 +21,8 @@ class GroupedSelfAttention(nn.Module):
 
     x: (batch, n, d_model), mask: (n, n) boolean, ``True`` = may attend (default: causal)
     -> output (batch, n, d_model), weights (batch, n_heads, n, n)
+    ``pairing``: the feature pairs :func:`attnlib.apply_rotary` turns (``"half"``, as Llama in
+    Hugging Face's code).
     """
 
     def __init__(self, d_model: int, n_heads: int, n_kv_heads: int):
@@ -33,14 +35,16 @@ class GroupedSelfAttention(nn.Module):
         self.w_k = nn.Linear(d_model, n_kv_heads * self.d_head, bias=False)  # smaller than w_q if shared
         self.w_v = nn.Linear(d_model, n_kv_heads * self.d_head, bias=False)
         self.out = nn.Linear(d_model, d_model, bias=False)
+        self.pairing = "half"
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):
         n = x.shape[-2]
-        q = self.w_q(x).unflatten(-1, (self.n_heads, self.d_head)).transpose(-3, -2)  # (b, n, d_model) -> (b, h, n, d_head)
+        q = self.w_q(x).unflatten(-1, (self.n_heads, self.d_head)).transpose(-3, -2)  # (b, n, d_model) -> (b, h, n, d)
         k = self.w_k(x).unflatten(-1, (self.n_kv_heads, self.d_head)).transpose(-3, -2)  # -> (b, h_kv, n, d_head)
         v = self.w_v(x).unflatten(-1, (self.n_kv_heads, self.d_head)).transpose(-3, -2)  # -> (b, h_kv, n, d_head)
         positions = torch.arange(n, device=x.device)  # (n,)
-        q, k = apply_rotary(q, positions), apply_rotary(k, positions)  # shapes unchanged
+        q = apply_rotary(q, positions, pairing=self.pairing)  # shape unchanged
+        k = apply_rotary(k, positions, pairing=self.pairing)
         mask = causal_mask(n, device=x.device) if mask is None else mask  # (n, n)
         heads, weights = grouped_query_attention(q, k, v, mask=mask)  # (b, h, n, d_head), (b, h, n, n)
         return self.out(heads.transpose(-3, -2).flatten(-2)), weights  # (b, n, h, d_head) -> (b, n, d_model)
@@ -63,18 +67,19 @@ class RotaryLM(nn.Module):
             nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
             for _ in range(n_layers)
         )
-        self.ln = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n_layers + 1))
+        self.ln = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size)
 
     def forward_with_weights(self, idx: torch.Tensor, mask: torch.Tensor | None = None):
         x = self.tok(idx)  # (batch, n) -> (batch, n, d_model)
         weights = []
-        for ln, attn, ff in zip(self.ln, self.attn, self.ff):
+        for ln, attn, ff in zip(self.ln, self.attn, self.ff, strict=True):
             mixed, w = attn(ln(x), mask)  # (batch, n, d_model), (batch, n_heads, n, n)
             x = x + mixed
             x = x + ff(x)  # (batch, n, d_model)
             weights.append(w)
-        return self.head(self.ln[-1](x)), weights  # (batch, n, vocab_size)
+        return self.head(self.ln_f(x)), weights  # (batch, n, vocab_size)
 
     def forward(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_with_weights(idx, mask)[0]

@@ -4,7 +4,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.testing import assert_close
 
-from attnlib import bilinear_scores, dot_scores, softmax
+from torch.nn import functional as F
+
+from attnlib import bilinear_scores, dot_scores, softmax, train
 from attnlib.experiments.partner import PartnerAttention, PartnerTask
 
 
@@ -48,7 +50,7 @@ def test_batch_is_reproducible_with_a_generator():
 
 def test_dot_model_weights_are_softmax_of_raw_dot_products():
     task = PartnerTask()
-    model = PartnerAttention(task.vocab_size, task.n_labels, d=8, score="dot").double()
+    model = PartnerAttention(task.vocab_size, task.n_labels, d_model=8, score="dot").double()
     b = task.batch(3, torch.Generator().manual_seed(0))
     logits, weights = model(b.tokens, b.labels)
     e = model.embed(b.tokens)  # q = k = e
@@ -59,9 +61,9 @@ def test_dot_model_weights_are_softmax_of_raw_dot_products():
 def test_bilinear_model_uses_its_weight_and_starts_as_the_dot_model():
     task = PartnerTask()
     torch.manual_seed(0)
-    dot = PartnerAttention(task.vocab_size, task.n_labels, d=8, score="dot").double()
+    dot = PartnerAttention(task.vocab_size, task.n_labels, d_model=8, score="dot").double()
     torch.manual_seed(0)
-    bil = PartnerAttention(task.vocab_size, task.n_labels, d=8, score="bilinear").double()
+    bil = PartnerAttention(task.vocab_size, task.n_labels, d_model=8, score="bilinear").double()
     b = task.batch(3, torch.Generator().manual_seed(0))
     assert_close(bil(b.tokens, b.labels), dot(b.tokens, b.labels))  # W = I at the start
     with torch.no_grad():
@@ -74,7 +76,7 @@ def test_a_bilinear_weight_can_express_the_permutation():
     # One-hot embeddings and W[t, perm(t)] = 1: each token scores exactly its partner highly.
     task = PartnerTask()
     v = task.vocab_size
-    model = PartnerAttention(v, task.n_labels, d=v, score="bilinear").double()
+    model = PartnerAttention(v, task.n_labels, d_model=v, score="bilinear").double()
     with torch.no_grad():
         model.embed.weight.copy_(torch.eye(v, dtype=torch.float64))
         model.weight.zero_()
@@ -85,15 +87,12 @@ def test_a_bilinear_weight_can_express_the_permutation():
 
 def fit_attention_to_partners(model, task, steps=200):
     """Train the scores alone, directly for attention on the partner: the best case for each score."""
-    optimiser = torch.optim.Adam(model.parameters(), lr=0.05)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        b = task.batch(32, generator)
-        _, weights = model(b.tokens, b.labels)  # (32, n, n)
-        loss = -weights.gather(-1, b.partner[..., None]).clamp_min(1e-12).log().mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+
+    def loss(m, b):
+        _, weights = m(b.tokens, b.labels)  # (32, n, n)
+        return -weights.gather(-1, b.partner[..., None]).clamp_min(1e-12).log().mean()
+
+    train(model, lambda gen: task.batch(32, gen), loss, steps=steps, lr=0.05, seed=0)
     return task.evaluate(model, batch_size=100)[1]
 
 
@@ -105,9 +104,9 @@ def test_dot_scores_cannot_find_every_partner_but_bilinear_can(cycle_length):
     task = PartnerTask(vocab_size=12, cycle_length=cycle_length, n_cycles=2)
     ceiling = (cycle_length - 1) / cycle_length
     torch.manual_seed(0)
-    dot = PartnerAttention(task.vocab_size, task.n_labels, d=8, score="dot").double()
+    dot = PartnerAttention(task.vocab_size, task.n_labels, d_model=8, score="dot").double()
     torch.manual_seed(0)
-    bilinear = PartnerAttention(task.vocab_size, task.n_labels, d=8, score="bilinear").double()
+    bilinear = PartnerAttention(task.vocab_size, task.n_labels, d_model=8, score="bilinear").double()
     assert fit_attention_to_partners(dot, task) <= ceiling
     assert fit_attention_to_partners(bilinear, task) > ceiling
 
@@ -117,7 +116,7 @@ def test_training_is_reproducible_and_bilinear_learns():
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        model = PartnerAttention(task.vocab_size, task.n_labels, d=16, score="bilinear")
+        model = PartnerAttention(task.vocab_size, task.n_labels, d_model=16, score="bilinear")
         runs.append((task.train(model, steps=150), task.evaluate(model, batch_size=500)))
     assert runs[0] == runs[1]
     losses, (accuracy, partner_hit) = runs[0]
@@ -145,8 +144,63 @@ def test_task_rejects_a_model_of_another_size():
 
 
 def test_bad_model_arguments():
-    with pytest.raises(ValueError, match="unknown score 'additive'; allowed: 'dot', 'bilinear'"):
+    with pytest.raises(ValueError, match="unknown score 'additive'; allowed: 'dot', 'bilinear', 'projected'"):
         PartnerAttention(24, 8, score="additive")
+    with pytest.raises(ValueError, match="d_head must be >= 1, got 0"):
+        PartnerAttention(24, 8, score="projected", d_head=0)
     model = PartnerAttention(24, 8)
     with pytest.raises(ValueError, match=r"same shape.*\(2, 9\) and \(2, 8\)"):
         model(torch.zeros(2, 9, dtype=torch.long), torch.zeros(2, 8, dtype=torch.long))
+
+
+def test_projected_head_is_torch_scaled_dot_product_attention_of_its_projections():
+    # Reference: torch's scaled_dot_product_attention on W_q e and W_k e, with the label values.
+    task = PartnerTask()
+    torch.manual_seed(0)
+    model = PartnerAttention(task.vocab_size, task.n_labels, d_model=16, score="projected", d_head=4).double()
+    b = task.batch(5, torch.Generator().manual_seed(0))
+    logits, weights = model(b.tokens, b.labels)
+    e = model.embed(b.tokens)  # (5, n, 16)
+    q, k, v = e @ model.w_q.weight.T, e @ model.w_k.weight.T, model.values(b.labels)  # (5, n, 4), (5, n, 4), (5, n, 8)
+    assert model.w_q.weight.shape == model.w_k.weight.shape == (4, 16)
+    assert_close(logits, F.scaled_dot_product_attention(q, k, v))
+    eye = torch.eye(b.tokens.shape[1], dtype=torch.float64).expand(5, -1, -1)  # values = I: output = weights
+    assert_close(weights, F.scaled_dot_product_attention(q, k, eye))
+
+
+def test_projected_head_is_a_low_rank_bilinear_score():
+    task = PartnerTask()
+    torch.manual_seed(1)
+    model = PartnerAttention(task.vocab_size, task.n_labels, d_model=16, score="projected", d_head=4).double()
+    b = task.batch(3, torch.Generator().manual_seed(0))
+    e = model.embed(b.tokens)
+    W = model.w_q.weight.T @ model.w_k.weight / 2.0  # W_q^T W_k / sqrt(d_head): (16, 16)
+    assert torch.linalg.matrix_rank(W).item() == 4
+    assert not torch.allclose(W, W.T)  # not symmetric: the direction obstacle does not apply
+    assert_close(model(b.tokens, b.labels)[1], torch.softmax(e @ W @ e.transpose(-2, -1), dim=-1))
+
+
+def test_projected_head_learns_the_partner_task_as_bilinear_does():
+    task = PartnerTask()
+    torch.manual_seed(0)
+    model = PartnerAttention(task.vocab_size, task.n_labels, d_model=16, score="projected", d_head=8)
+    bilinear = PartnerAttention(task.vocab_size, task.n_labels, d_model=16, score="bilinear")
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in bilinear.parameters())
+    losses = task.train(model, steps=150, seed=0)
+    accuracy, partner_hit = task.evaluate(model, batch_size=500)
+    assert losses[-1] < losses[0] / 4
+    assert accuracy > 0.9 and partner_hit > 0.9
+
+
+def test_tied_dot_head_cannot_rank_partner_above_predecessor_around_a_cycle():
+    # A symmetric score: in every 3-cycle some token scores its predecessor at least as high as its partner.
+    task = PartnerTask()
+    torch.manual_seed(0)
+    model = PartnerAttention(task.vocab_size, task.n_labels, d_model=16, score="dot").double()
+    fit_attention_to_partners(model, task, steps=100)
+    tokens = torch.arange(task.vocab_size)[None]
+    _, w = model(tokens, torch.zeros_like(tokens))  # (1, 24, 24): row t is token t
+    on_partner = w[0].gather(1, task.perm[:, None])[:, 0]
+    on_predecessor = w[0].gather(1, task.perm.argsort()[:, None])[:, 0]
+    for cycle in task.cycles:
+        assert not (on_partner[cycle] > on_predecessor[cycle]).all()
