@@ -22,8 +22,8 @@ one module per experiment; see its docstring.
 
 from .analysis import attention_entropy, attention_mass_beyond, mean_attention_distance
 from .attention import SCORES, attention, grouped_query_attention
-from .chunked import chunked_attention
 from .cache import KVCache, kv_cache_bytes
+from .chunked import chunked_attention
 from .decoder import TransformerLM, filter_logits, generate
 from .display import html_table, plot_weights
 from .layers import MultiHeadCrossAttention, MultiHeadSelfAttention, SelfAttention

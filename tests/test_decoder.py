@@ -80,7 +80,7 @@ def test_a_cached_step_computes_one_query_and_keeps_every_key():
     model(torch.randint(VOCAB, (2, 7)), cache)
     _, weights = model.forward_with_weights(torch.randint(VOCAB, (2, 1)), cache)
     assert all(w.shape == (2, 4, 1, 8) for w in weights)  # one query, 7 cached keys + its own
-    assert all(k.shape == v.shape == (2, 4, 8, 4) for k, v in zip(cache.keys, cache.values))
+    assert all(k.shape == v.shape == (2, 4, 8, 4) for k, v in zip(cache.keys, cache.values, strict=True))
 
 
 def test_cache_memory_is_two_layers_positions_width_bytes():
@@ -227,7 +227,8 @@ def test_sampling_with_a_seed_is_reproducible_and_another_seed_differs():
     model = _model(torch.float32)
 
     def sample(seed):
-        return generate(model, torch.tensor([1, 2, 3]), 40, temperature=1.0, generator=torch.Generator().manual_seed(seed))
+        generator = torch.Generator().manual_seed(seed)
+        return generate(model, torch.tensor([1, 2, 3]), 40, temperature=1.0, generator=generator)
 
     a, b, c = sample(0), sample(0), sample(1)
     assert a.shape == (43,) and torch.equal(a[:3], torch.tensor([1, 2, 3]))

@@ -30,10 +30,10 @@ def test_equals_softmax_for_any_row_and_block(row, block_size):
 @given(rows, block_sizes)
 def test_normalizer_is_max_and_logsumexp(row, block_size):
     s = torch.tensor(row, dtype=torch.float64)
-    m, z = online_normalizer(s, block_size)
-    assert m.shape == z.shape == (1,)
+    m, ell = online_normalizer(s, block_size)  # the running maximum m and running sum ℓ
+    assert m.shape == ell.shape == (1,)
     assert m.item() == s.max().item()  # the running maximum is exact
-    assert_close(m + torch.log(z), torch.logsumexp(s, dim=-1, keepdim=True))
+    assert_close(m + torch.log(ell), torch.logsumexp(s, dim=-1, keepdim=True))
 
 
 @given(rows, block_sizes, st.floats(-1e3, 1e3, width=32))
@@ -66,8 +66,8 @@ def test_fully_masked_row_is_zero_not_nan_not_uniform():
     w = online_softmax(s, 4, mask)
     assert (w[1] == 0).all()
     assert_close(w[[0, 2]], torch.softmax(s[[0, 2]], dim=-1))
-    m, z = online_normalizer(s, 4, mask)
-    assert m[1].item() == float("-inf") and z[1].item() == 0.0
+    m, ell = online_normalizer(s, 4, mask)
+    assert m[1].item() == float("-inf") and ell[1].item() == 0.0
 
 
 def test_minus_inf_scores_get_zero_weight():

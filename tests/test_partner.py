@@ -2,9 +2,8 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from torch.testing import assert_close
-
 from torch.nn import functional as F
+from torch.testing import assert_close
 
 from attnlib import bilinear_scores, dot_scores, softmax, train
 from attnlib.experiments.partner import PartnerAttention, PartnerTask

@@ -2,6 +2,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from torch.nn import functional as F
 from torch.testing import assert_close
 
 from attnlib import softmax
@@ -88,3 +89,36 @@ def test_extreme_logits_do_not_overflow():
     s = torch.tensor([[1e4, -1e4, 0.0], [1e4, 1e4, 1e4]])
     w = softmax(s)
     assert_close(w, torch.tensor([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3]]))
+
+
+def test_fully_masked_row_matches_scaled_dot_product_attention():
+    # torch's own attention returns zeros for a query that may attend to nothing, as attnlib does.
+    q, k = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+    mask = torch.tensor([False, False, True, True, True])[None, :] & torch.ones(5, 5, dtype=torch.bool).tril()
+    eye = torch.eye(5, dtype=torch.float64)  # values = I, so the output is the weight matrix
+    expected = F.scaled_dot_product_attention(q[None], k[None], eye[None], attn_mask=mask)[0]
+    assert (expected[:2] == 0).all()  # rows 0 and 1 have nothing to attend to
+    assert_close(softmax(q @ k.T / 2.0, mask), expected)
+
+
+@pytest.mark.parametrize("fill", [-1e4, -1e6, -1e9, -9e15])
+def test_finite_fills_leak_where_the_mask_does_not(fill):
+    # A fully masked row: a finite fill makes it uniform (over forbidden keys); the mask gives zeros.
+    s = torch.randn(1, 6)
+    nothing = torch.zeros(1, 6, dtype=torch.bool)
+    assert_close(torch.softmax(s.masked_fill(~nothing, fill), -1), torch.full((1, 6), 1 / 6))
+    assert (softmax(s, nothing) == 0).all()
+    # Allowed scores far below the fill: the finite fill hands the forbidden keys all the weight.
+    allowed = torch.tensor([[True, True, True, False, False, False]])
+    low = s + 10 * fill  # float32 stores these, 10 times further down than the fill
+    assert torch.softmax(low.masked_fill(~allowed, fill), -1)[~allowed].sum() > 0.99
+    assert_close(softmax(low, allowed), torch.softmax(low.masked_fill(~allowed, float("-inf")), -1))
+
+
+@given(st.lists(st.floats(-30, 30), min_size=2, max_size=12))
+def test_jacobian_is_diag_minus_outer_and_bounded_by_saturation(row):
+    s = torch.tensor(row, dtype=torch.float64)
+    w = softmax(s)
+    J = torch.autograd.functional.jacobian(softmax, s)  # (n, n), by autograd through attnlib.softmax
+    assert_close(J, torch.diag(w) - torch.outer(w, w))  # the formula
+    assert torch.linalg.matrix_norm(J, ord=2) <= 2 * (1 - w.max()) + 1e-12

@@ -32,21 +32,21 @@ def test_every_alignment_points_at_the_word_that_writes_the_character():
     for _ in range(300):
         words, target, alignment = tt.translate(*tt.sample(generator))
         assert len(alignment) == len(target)
-        for char, j in zip(target, alignment):
+        for char, j in zip(target, alignment, strict=True):
             if j == tt.NO_WORD:
                 assert char == "年"
             elif words[j] in writes:
                 assert char in writes[words[j]]
             else:  # a number or ordinal word writes digits, ordinals also 日; "the", "of", "," write nothing
-                assert words[j] not in ("the", "of", ",") and (char.isdigit() or (char == "日" and words[j] in
-                                                                                   tt.ORDINALS + ["twentieth", "thirtieth"]))
+                ordinal = words[j] in tt.ORDINALS + ["twentieth", "thirtieth"]
+                assert words[j] not in ("the", "of", ",") and (char.isdigit() or (char == "日" and ordinal))
         digits = "".join(c for c in target if c.isdigit())
         assert target.startswith(digits[:4] + "年")  # the year comes first in Chinese, last in English
 
 
 def test_the_generator_is_deterministic_and_train_and_test_are_disjoint():
     a, b = tt.test_set(5), tt.test_set(5)
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     src, tgt, align, lengths = a
     assert sorted(set(lengths.tolist())) == list(range(3, 12)) and max(lengths) >= 3 * min(lengths)
     assert src.shape == (45, tt.MAX_SRC) and tgt.shape == (45, tt.MAX_TGT + 1) and align.shape == (45, tt.MAX_TGT)
@@ -108,7 +108,7 @@ def test_greedy_decoding_and_accuracy_on_a_known_answer():
     decoded = tm.greedy_decode(model(), src, tt.MAX_TGT)
     assert decoded.shape == (9, tt.MAX_TGT)
     first_eos = (decoded == tt.TGT_ID[tt.EOS]).int().argmax(1)
-    for row, e in zip(decoded, first_eos):  # after the first <eos>, only padding
+    for row, e in zip(decoded, first_eos, strict=True):  # after the first <eos>, only padding
         if (row == tt.TGT_ID[tt.EOS]).any():
             assert (row[e + 1 :] == 0).all()
 

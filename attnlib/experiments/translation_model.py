@@ -49,7 +49,7 @@ class DecoderBlock(nn.Module):
 
     def forward(self, x, memory, memory_mask):
         x = x + self.attn(self.ln1(x), causal=self.causal)[0]  # (batch, n_tgt, d_model)
-        mixed, weights = self.cross(self.ln2(x), memory, mask=memory_mask)  # (batch, n_tgt, d_model), (b, h, n_tgt, n_mem)
+        mixed, weights = self.cross(self.ln2(x), memory, mask=memory_mask)  # (b, n_tgt, d_model), (b, h, n_tgt, n_mem)
         x = x + mixed
         return x + self.ff(self.ln3(x)), weights  # (batch, n_tgt, d_model)
 
@@ -85,10 +85,12 @@ class Translator(nn.Module):
         return x, mask
 
     def forward_with_weights(self, src: torch.Tensor, tgt_in: torch.Tensor):
-        """Logits (batch, n_tgt, vocab) and each decoder layer's cross-attention weights (batch, n_heads, n_tgt, n_mem)."""
+        """Logits (batch, n_tgt, vocab) and each decoder layer's cross-attention weights
+        (batch, n_heads, n_tgt, n_mem)."""
         for name, t in (("src", src), ("tgt_in", tgt_in)):
             if t.dim() != 2 or t.dtype != torch.long or t.shape[1] > len(self.pos):
-                raise ValueError(f"{name} must be int64 ids (batch, n <= {len(self.pos)}), got {t.dtype} {tuple(t.shape)}")
+                raise ValueError(f"{name} must be int64 ids (batch, n <= {len(self.pos)}), "
+                                 f"got {t.dtype} {tuple(t.shape)}")
         memory, memory_mask = self.encode(src)
         x = self.tgt_tok(tgt_in) + self.pos[: tgt_in.shape[1]]  # (batch, n_tgt, d_model)
         weights = []
@@ -153,5 +155,5 @@ def alignment_agreement(model: Translator, src, tgt, align) -> tuple[torch.Tenso
     hits = torch.stack([(w[:, :, :n].argmax(-1) == align[:, None]) & scored[:, None] for w in weights])  # (L, b, h, n)
     agreement = hits.sum((1, 3)) / scored.sum()  # (n_layers, n_heads)
     n_real = (src != SRC_ID[PAD]).sum(1, keepdim=True)  # (batch, 1)
-    chance = (scored / n_real).sum() / scored.sum()
+    chance = (scored / n_real.double()).sum() / scored.sum()
     return agreement, chance.item()
