@@ -2,7 +2,8 @@
 
 Run by hand, not in CI (about a minute):
 
-    .venv/bin/python benchmarks/generate.py      # writes benchmarks/results/generate_cpu.json
+    .venv/bin/python benchmarks/generate.py      # 1 thread, writes benchmarks/results/generate_cpu.json
+    .venv/bin/python benchmarks/generate.py --threads 2 --out benchmarks/results/generate_cpu_2threads.json
 
 Setup: the width and depth of chapter 10's model (d_model 64, 4 heads, 2 layers, d_ff 256) with a
 context of 1024 positions and chapter 10's vocabulary size, float32, CPU, batch 1, random weights
@@ -97,16 +98,18 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "generate_cpu.json"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a step is small)")
     parser.add_argument("--position", type=int, help=argparse.SUPPRESS)  # internal: one subprocess
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.position is not None:
         print(json.dumps(one_position(args.position)))
         return
     load_start = os.getloadavg()[0]
     rows = []
     for n in POSITIONS:
-        out = subprocess.run([sys.executable, __file__, "--position", str(n)], check=True, capture_output=True,
-                             text=True).stdout
+        out = subprocess.run([sys.executable, __file__, "--position", str(n), "--threads", str(args.threads)],
+                             check=True, capture_output=True, text=True).stdout
         rows.append({"position": n, **json.loads(out)})
         print(f"position {n} done", file=sys.stderr)
     results = {

@@ -10,6 +10,7 @@
 - ``language_modelling`` ch 10: training and evaluating language models, the LSTM to compare with
 - ``translation_task``   ch 11: English dates to Chinese, with the true word alignment known by construction
 - ``translation_model``  ch 11: the encoder-decoder Transformer (and its one-vector baseline), decoding, scoring
+- ``modern``             ch 12: a rotary decoder with grouped key/value heads; key-value recall, bigram-backcopy
 
 Import them by module, for example ``from attnlib.experiments import long_range``.
 """

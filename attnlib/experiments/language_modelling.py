@@ -12,7 +12,8 @@ class LSTMLM(nn.Module):
     """Recurrent language model to compare with: embedding, LSTM layers, a linear head.
 
     idx: (batch, n) token ids -> logits (batch, n, vocab_size). ``context`` only limits how
-    much of a prompt :func:`generate` feeds in, as for :class:`TransformerLM`.
+    much of a prompt :func:`attnlib.generate` feeds in (with ``use_cache=False``: an LSTM keeps a
+    state, not a key-value cache), as for :class:`attnlib.TransformerLM`.
     """
 
     def __init__(self, vocab_size: int, context: int, d_hidden: int, n_layers: int = 1):
