@@ -8,7 +8,8 @@ The mechanism, in the order the book builds it (every name below is importable f
 - ``attention``  softmax(score(Q, K)) V, the function every chapter calls (ch 1-6); grouped-query (ch 12)
 - ``layers``     SelfAttention, MultiHeadSelfAttention and MultiHeadCrossAttention as torch modules (ch 1, 3, 6, 11)
 - ``positions``  sinusoidal position encodings (ch 6), rotary positions (ch 12)
-- ``chunked``    attention without the n x n score matrix (ch 5, 8)
+- ``chunked``    attention without the n x n score matrix, forward and backward (ch 5, 8);
+                 its backward pass by recomputation is in ``chunked_backward``
 - ``cache``      the key-value cache: past keys and values kept, one new query per step (ch 10)
 - ``decoder``    a decoder-only Transformer and text generation: greedy, temperature, top-k, top-p (ch 10)
 - ``analysis``   reading attention weights: entropy, distance (ch 1, 3, 5, 6, 9, 10)
