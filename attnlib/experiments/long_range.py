@@ -1,8 +1,7 @@
 """Chapter 7's experiment: a task whose answer is one token ``distance`` positions back, and two classifiers.
 
-The task (:func:`remember_first_token`), an attention classifier and a recurrent one of matched
-size, their training on the task through :func:`attnlib.train` (with a validation split and an
-early stop), and a grid of learning rates x seeds from which each model is taken at its best rate.
+Matched attention and recurrent classifiers, trained through :func:`attnlib.train` with a validation
+split and an early stop, over a grid of learning rates x seeds (each model is taken at its best rate).
 """
 
 from dataclasses import dataclass
@@ -29,15 +28,12 @@ def remember_first_token(batch_size: int, distance: int, *, n_classes: int = 8, 
     The label is the informative token: ``label = tokens[:, -1 - distance]`` (see :func:`label_of`).
     ``length`` defaults to ``distance + 1``, so the informative token is the first token; a longer
     ``length`` only adds distractors before it.
-
     -> tokens (batch_size, length) int64, labels (batch_size,) int64. Same ``generator`` state, same batch.
     """
     length = distance + 1 if length is None else length
     if batch_size < 1 or distance < 0 or n_classes < 2 or n_distractors < 1:
-        raise ValueError(
-            f"need batch_size >= 1, distance >= 0, n_classes >= 2, n_distractors >= 1; got batch_size={batch_size}, "
-            f"distance={distance}, n_classes={n_classes}, n_distractors={n_distractors}"
-        )
+        raise ValueError(f"need batch_size >= 1, distance >= 0, n_classes >= 2, n_distractors >= 1; got "
+                         f"{batch_size=}, {distance=}, {n_classes=}, {n_distractors=}")
     if length < distance + 1:
         raise ValueError(f"length must be at least distance + 1 = {distance + 1}, got length={length}")
     tokens = n_classes + torch.randint(n_distractors, (batch_size, length), generator=generator)  # (batch_size, length)
@@ -52,9 +48,6 @@ def label_of(tokens: torch.Tensor, distance: int) -> torch.Tensor:
         raise ValueError(f"need tokens (batch_size, length) with length > distance={distance}, "
                          f"got {tuple(tokens.shape)}")
     return tokens[:, -1 - distance]
-
-
-# --- classifiers ---------------------------------------------------------------------------------
 
 
 class AttentionClassifier(nn.Module):
@@ -79,9 +72,7 @@ class AttentionClassifier(nn.Module):
 
     def inputs(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.dim() != 2 or tokens.shape[1] > self.positions.shape[0]:
-            raise ValueError(
-                f"tokens must be (batch, n) with n <= {self.positions.shape[0]}, got {tuple(tokens.shape)}"
-            )
+            raise ValueError(f"tokens must be (batch, n), n <= {self.positions.shape[0]}, got {tuple(tokens.shape)}")
         return self.embed(tokens) + self.positions[: tokens.shape[1]]  # (batch, n, d_model)
 
     def last_row(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,9 +127,6 @@ class RecurrentClassifier(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.readout(self.encode(self.inputs(tokens)))  # (batch, n_classes)
-
-
-# --- training on the task ------------------------------------------------------------------------
 
 
 class _Reached(Exception):  # raised by train_classifier's check to end training once the target is met
