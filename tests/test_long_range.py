@@ -74,7 +74,8 @@ def test_label_depends_only_on_the_token_d_back(distance, extra, seed):
      dict(batch_size=4, distance=3, n_distractors=0), dict(batch_size=4, distance=3, length=3)],
 )
 def test_bad_arguments_raise(kwargs):
-    with pytest.raises(ValueError):
+    expected = "length must be at least distance" if "length" in kwargs else "need batch_size >= 1, distance >= 0"
+    with pytest.raises(ValueError, match=expected):
         remember_first_token(**kwargs)
 
 
