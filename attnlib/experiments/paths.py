@@ -24,7 +24,7 @@ def gradient_by_distance(model: nn.Module, tokens: torch.Tensor, dtype: torch.dt
     model = copy.deepcopy(model).to(dtype)
     x = model.inputs(tokens).detach().requires_grad_(True)  # (batch, n, d_in)
     out = model.encode(x)  # (batch, d_out)
-    sq = torch.zeros(x.shape[1], dtype=x.dtype)  # (n,)
+    sq = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device)  # (n,)
     for j in range(out.shape[1]):
         (g,) = torch.autograd.grad(out[:, j].sum(), x, retain_graph=True)  # (batch, n, d_in)
         sq += g.pow(2).sum(-1).mean(0)  # (n,)
@@ -45,8 +45,8 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r: int) -
     n, w = q.shape[0], 2 * r + 1
     kw = F.pad(k, (0, 0, r, r)).unfold(0, w, 1)  # (n + 2r, d) -> (n, d, w): keys i-r .. i+r for query i
     vw = F.pad(v, (0, 0, r, r)).unfold(0, w, 1)  # (n, d, w)
-    inside = (torch.arange(n).unsqueeze(1) + torch.arange(w) - r >= 0) & (
-        torch.arange(n).unsqueeze(1) + torch.arange(w) - r < n)  # (n, w): not a padding slot
+    slot = torch.arange(n, device=q.device).unsqueeze(1) + torch.arange(w, device=q.device) - r  # (n, w)
+    inside = (slot >= 0) & (slot < n)  # (n, w): not a padding slot
     out, _ = attention(q.unsqueeze(1), kw.transpose(1, 2), vw.transpose(1, 2), mask=inside.unsqueeze(1))
     return out[:, 0, :]  # (n, 1, w) @ (n, w, d) -> (n, 1, d) -> (n, d)
 
@@ -108,7 +108,7 @@ def sequential_steps(pattern: torch.Tensor) -> int:
     -> the number of rounds: 1 for a feed-forward layer (an all-False pattern), n for a recurrence.
     """
     needs = pattern.to(torch.float64)  # (n, n)
-    rounds = torch.ones(pattern.shape[0], dtype=torch.float64)  # (n,)
+    rounds = torch.ones(pattern.shape[0], dtype=torch.float64, device=pattern.device)  # (n,)
     for _ in range(pattern.shape[0] + 1):
         new = 1 + (needs * rounds).amax(dim=1)  # (n, n) * (n,) -> (n,): one after the latest needed output
         if torch.equal(new, rounds):
@@ -127,13 +127,14 @@ def dependency_pattern(layer, x: torch.Tensor) -> torch.Tensor:
     x = x.detach().requires_grad_(True)
     out = layer(x)  # (n, d_out)
     n, d_out = out.shape
-    mix = torch.rand(d_out, generator=torch.Generator().manual_seed(0), dtype=out.dtype) + 0.5  # (d_out,)
-    seeds = torch.eye(n, dtype=out.dtype).unsqueeze(-1) * mix  # (n, n, 1) * (d_out,) -> (n, n, d_out)
+    gen = torch.Generator().manual_seed(0)
+    mix = torch.rand(d_out, generator=gen, dtype=out.dtype).to(out.device) + 0.5  # (d_out,)
+    seeds = torch.eye(n, dtype=out.dtype, device=out.device).unsqueeze(-1) * mix  # (n, n, d_out)
     if not out.requires_grad:  # nothing in the output depends on x (nor on any parameter)
-        return torch.zeros(n, x.shape[0], dtype=torch.bool)
+        return torch.zeros(n, x.shape[0], dtype=torch.bool, device=x.device)
     (g,) = torch.autograd.grad(out, x, seeds, is_grads_batched=True, allow_unused=True)  # (n, n_in, d_in)
     if g is None:  # the output does not depend on x
-        return torch.zeros(n, x.shape[0], dtype=torch.bool)
+        return torch.zeros(n, x.shape[0], dtype=torch.bool, device=x.device)
     return (g != 0).any(dim=2)  # (n, n_in)
 
 
