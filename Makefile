@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard chapters/*.ipynb))
-# Strict nbval: every stored output is compared as text (no --nbval-lax, no sanitizer).
+# Strict nbval: every stored output is compared as text, with no lax mode and no sanitizer.
 NBVAL_ONE := $(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-current-env
 # Two notebooks at a time; loadscope keeps a notebook's cells on one worker.
 NBVAL := $(NBVAL_ONE) -n 2 --dist loadscope chapters

@@ -21,6 +21,14 @@ def check_positive_int(name: str, value) -> None:
         raise ValueError(f"{name} must be >= 1, got {value}")
 
 
+def check_heads(d_model: int, n_heads: int) -> int:
+    """Raise unless ``n_heads`` divides ``d_model``; return the width of one head, ``d_model // n_heads``."""
+    check_positive_int("n_heads", n_heads)
+    if d_model % n_heads != 0:
+        raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+    return d_model // n_heads
+
+
 def check_float(name: str, t: torch.Tensor, min_dim: int = 2) -> None:
     """Raise unless ``t`` is a floating-point tensor with at least ``min_dim`` dimensions."""
     if not isinstance(t, torch.Tensor):

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from .attention import SCORES, attention
-from .checks import check_choice
+from .checks import check_choice, check_heads
 
 
 class SelfAttention(nn.Module):
@@ -44,10 +44,8 @@ class MultiHeadSelfAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, bias: bool = True):
         super().__init__()
-        if d_model % n_heads != 0:
-            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         self.d_model, self.n_heads = d_model, n_heads
-        self.d_head = d_model // n_heads
+        self.d_head = check_heads(d_model, n_heads)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)  # W_q, W_k, W_v stacked, as in torch
         self.out = nn.Linear(d_model, d_model, bias=bias)
 
@@ -99,10 +97,8 @@ class MultiHeadCrossAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, bias: bool = True):
         super().__init__()
-        if d_model % n_heads != 0:
-            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         self.d_model, self.n_heads = d_model, n_heads
-        self.d_head = d_model // n_heads
+        self.d_head = check_heads(d_model, n_heads)
         self.q = nn.Linear(d_model, d_model, bias=bias)  # W_q
         self.kv = nn.Linear(d_model, 2 * d_model, bias=bias)  # W_k, W_v stacked, as in torch
         self.out = nn.Linear(d_model, d_model, bias=bias)
