@@ -47,7 +47,7 @@ from attnlib.experiments.memory import peak_bytes_with_backward
 
 SIZES = (1024, 2048, 4096)
 HEADS, D = 4, 64
-ROUNDS, REPS = 1, 3
+ROUNDS, REPS = 3, 3
 IMPLS = {
     "torch sdpa": F.scaled_dot_product_attention,
     "attnlib.attention": lambda q, k, v: attnlib.attention(q, k, v)[0],
