@@ -1,4 +1,5 @@
 import datetime
+import zlib
 
 import pytest
 import torch
@@ -55,6 +56,44 @@ def test_the_generator_is_deterministic_and_train_and_test_are_disjoint():
     test_rows = {tuple(r) for r in src.tolist()}
     assert not test_rows & {tuple(r) for r in train_src.tolist()}
     assert all(tt.is_test(tt.show(r, tt.SRC_VOCAB, " ").split()) for r in src)
+
+
+def sentences(src: torch.Tensor) -> set[str]:
+    return {tt.show(r, tt.SRC_VOCAB, " ") for r in src}
+
+
+def test_the_split_is_the_crc_rule_and_covers_every_sentence_once():
+    generator, seen = torch.Generator().manual_seed(11), {split: 0 for split in tt.SPLITS}
+    for _ in range(2000):
+        words, _, _ = tt.translate(*tt.sample(generator))
+        remainder = zlib.crc32(" ".join(words).encode()) % 5
+        split = tt.split_of(words)
+        assert split == {0: "test", 1: "validation"}.get(remainder, "train")
+        assert tt.is_test(words) == (split == "test")
+        seen[split] += 1
+    # about 1/5 test, 1/5 validation, 3/5 training: each split is really used
+    assert 300 < seen["test"] < 500 and 300 < seen["validation"] < 500 and 1000 < seen["train"] < 1400
+
+
+def test_train_validation_and_test_share_no_sentence():
+    train, validation, test = tt.train_set(3000, seed=0)[0], tt.validation_set(30)[0], tt.test_set(30)[0]
+    train_text, val_text, test_text = sentences(train), sentences(validation), sentences(test)
+    assert len(val_text) == len(validation) == 270 and len(test_text) == len(test) == 270  # distinct sentences
+    assert not train_text & val_text and not train_text & test_text and not val_text & test_text
+    assert {tt.split_of(s.split()) for s in train_text} == {"train"}
+    assert {tt.split_of(s.split()) for s in val_text} == {"validation"}
+    assert {tt.split_of(s.split()) for s in test_text} == {"test"}
+
+
+def test_the_validation_set_is_deterministic_and_has_every_length():
+    a, b = tt.validation_set(4), tt.validation_set(4)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    src, tgt, align, lengths = a
+    assert src.shape == (36, tt.MAX_SRC) and tgt.shape == (36, tt.MAX_TGT + 1) and align.shape == (36, tt.MAX_TGT)
+    assert torch.bincount(lengths).tolist()[3:] == [4] * 9
+    assert not torch.equal(src, tt.validation_set(4, seed=7)[0])  # another seed, other sentences
+    with pytest.raises(ValueError, match="per_length must be >= 1"):
+        tt.validation_set(0)
 
 
 def model(memory="attention"):

@@ -9,7 +9,7 @@
 - ``book_text``          ch 10: the book's own text as a corpus, a character tokenizer, batches
 - ``language_modelling`` ch 10: training and evaluating language models, the LSTM to compare with
 - ``memory``             ch 8: peak memory, bytes read and written, bytes kept for backward (counters)
-- ``translation_task``   ch 11: English dates to Chinese, with the true word alignment known by construction
+- ``translation_task``   ch 11: English dates to Chinese, the true word alignment, a train/validation/test split
 - ``translation_model``  ch 11: the encoder-decoder Transformer (and its one-vector baseline), decoding, scoring
 - ``modern``             ch 12: a rotary decoder with grouped key/value heads; key-value recall, bigram-backcopy
 

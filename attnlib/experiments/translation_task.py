@@ -3,7 +3,8 @@
 "wednesday , the twenty third of march , twenty twenty four" -> "2024年3月23日星期三". The year moves from
 the end to the front, day and month swap, the weekday moves from the front to the back; one English word
 gives several characters ("march" -> "3月") and some give none ("the", "of", ","). Every character
-is produced by a rule that reads one source word, so that word is its true alignment.
+is produced by a rule that reads one source word, so that word is its true alignment. Every sentence is
+in exactly one split, training, validation or test, decided by the CRC-32 of its text (:func:`split_of`).
 """
 
 import calendar
@@ -80,9 +81,19 @@ def translate(year: int, month: int, day: int, form: int) -> tuple[list[str], st
     return words, target, alignment
 
 
+SPLITS = ("train", "validation", "test")
+
+
+def split_of(words: list[str]) -> str:
+    """The split a sentence belongs to, by construction, from the CRC-32 of its text: "test" iff it is
+    0 mod 5, "validation" iff it is 1 mod 5, "train" otherwise. Each sentence is in exactly one split."""
+    remainder = zlib.crc32(" ".join(words).encode()) % 5
+    return "test" if remainder == 0 else "validation" if remainder == 1 else "train"
+
+
 def is_test(words: list[str]) -> bool:
-    """The split, by construction: a sentence is a test sentence iff the CRC-32 of its text is 0 mod 5."""
-    return zlib.crc32(" ".join(words).encode()) % 5 == 0
+    """A test sentence: the CRC-32 of its text is 0 mod 5 (see :func:`split_of`)."""
+    return split_of(words) == "test"
 
 
 def sample(generator: torch.Generator) -> tuple[int, int, int, int]:
@@ -110,12 +121,12 @@ def encode(sentences: list[tuple[list[str], str, list[int]]]) -> tuple[torch.Ten
 
 def train_set(size: int, *, seed: int = 0, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``size`` random training sentences (repeats allowed), (src, tgt) as :func:`encode` makes them.
-    Test sentences are drawn and thrown away, so none is ever in it. ``reverse`` reverses each source
-    sentence (an exercise)."""
+    Test and validation sentences are drawn and thrown away, so none is ever in it. ``reverse`` reverses
+    each source sentence (an exercise)."""
     generator, sentences = torch.Generator().manual_seed(seed), []
     while len(sentences) < size:
         words, target, alignment = translate(*sample(generator))
-        if not is_test(words):
+        if split_of(words) == "train":
             sentences.append((words[::-1] if reverse else words, target, alignment))
     return encode(sentences)[:2]
 
@@ -128,16 +139,32 @@ def batches(data: tuple[torch.Tensor, torch.Tensor], batch_size: int):
     return batch
 
 
-def test_set(per_length: int, *, seed: int = 1234) -> tuple[torch.Tensor, ...]:
-    """``per_length`` distinct test sentences of each source length 3..11: (src, tgt, align, lengths)."""
+def _held_out(part: str, per_length: int, *, seed: int) -> tuple[torch.Tensor, ...]:
+    """``per_length`` distinct sentences of split ``part`` ("validation" or "test") for each source length
+    3..11: (src, tgt, align, lengths), as :func:`encode` makes them, lengths (n,) in words."""
+    if part not in ("validation", "test"):
+        raise ValueError(f"part must be 'validation' or 'test', got {part!r}")
+    if per_length < 1:
+        raise ValueError(f"per_length must be >= 1, got {per_length}")
     generator = torch.Generator().manual_seed(seed)
     by_length: dict[int, dict[str, tuple]] = {n: {} for n in range(3, 12)}
     while any(len(s) < per_length for s in by_length.values()):
         words, target, alignment = translate(*sample(generator))
-        if is_test(words) and len(by_length[len(words)]) < per_length:
+        if split_of(words) == part and len(by_length[len(words)]) < per_length:
             by_length[len(words)][" ".join(words)] = (words, target, alignment)
     sentences = [s for n in by_length for s in by_length[n].values()]
     return *encode(sentences), torch.tensor([len(w) for w, _, _ in sentences])
+
+
+def test_set(per_length: int, *, seed: int = 1234) -> tuple[torch.Tensor, ...]:
+    """``per_length`` distinct test sentences of each source length 3..11: (src, tgt, align, lengths)."""
+    return _held_out("test", per_length, seed=seed)
+
+
+def validation_set(per_length: int, *, seed: int = 4321) -> tuple[torch.Tensor, ...]:
+    """``per_length`` distinct validation sentences of each source length 3..11: (src, tgt, align, lengths).
+    For choosing a learning rate; disjoint from the training and the test sentences by construction."""
+    return _held_out("validation", per_length, seed=seed)
 
 
 def show(ids: torch.Tensor, vocab: list[str], sep: str = "") -> str:
