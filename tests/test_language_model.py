@@ -18,9 +18,14 @@ from attnlib.experiments.book_text import (
     get_batch,
     interleaved_split,
     page_spans,
-    train_val_split,
 )
-from attnlib.experiments.language_modelling import LSTMLM, evaluate_loss, lm_loss, train_lm
+from attnlib.experiments.language_modelling import (
+    LSTMLM,
+    choose_learning_rate,
+    evaluate_loss,
+    lm_loss,
+    train_lm,
+)
 
 # ---------------------------------------------------------------- corpus from a fake book
 
@@ -104,34 +109,9 @@ def test_tokenizer_rejects_empty_text():
         CharTokenizer("")
 
 
-@given(st.integers(2, 500), st.floats(0.01, 0.99))
-def test_split_is_contiguous_and_does_not_overlap(n, fraction):
-    ids = torch.arange(n)  # every position carries its own index
-    try:
-        train, val = train_val_split(ids, fraction)
-    except ValueError:
-        assert round(n * fraction) in (0, n)  # only refused when one side would be empty
-        return
-    assert len(val) == round(n * fraction)
-    assert set(train.tolist()).isdisjoint(val.tolist())
-    assert torch.equal(torch.cat([train, val]), ids)
-    assert train.max() < val.min()  # validation is the end of the text
-
-
-@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])
-def test_split_rejects_bad_fraction(fraction):
-    with pytest.raises(ValueError, match="strictly between 0 and 1"):
-        train_val_split(torch.arange(100), fraction)
-
-
-def test_split_rejects_2d_ids():
-    with pytest.raises(ValueError, match=r"shape \(n,\)"):
-        train_val_split(torch.zeros(4, 5, dtype=torch.long))
-
-
 def test_batches_are_windows_shifted_by_one_and_stay_in_their_split():
     ids = torch.arange(1000)
-    train, _ = train_val_split(ids, 0.1)
+    train = ids[:900]  # the rest would be held out
     x, y = get_batch(train, 16, 32, torch.Generator().manual_seed(0))
     assert x.shape == y.shape == (16, 32)
     assert torch.equal(x - x[:, :1], torch.arange(32).expand(16, 32))  # contiguous windows
@@ -261,7 +241,7 @@ def test_evaluate_loss_can_leave_out_some_targets():
 
 def test_training_is_deterministic_and_learns_a_repeating_text():
     ids = CharTokenizer("abcd").encode("abcdabcadbca" * 40)
-    train, val = train_val_split(ids)
+    train, val = ids[: len(ids) * 9 // 10], ids[len(ids) * 9 // 10 :]
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
@@ -291,31 +271,84 @@ def test_page_spans_locate_every_page_in_book_text(fake_book):
     assert list(spans.values())[-1][1] == len(text)
 
 
-@given(st.integers(1, 400), st.integers(1, 40), st.integers(2, 12))
+@given(st.integers(1, 400), st.integers(1, 40), st.integers(3, 12))
 def test_interleaved_split_partitions_positions_by_block(n, block_size, every):
     ids = torch.arange(n)  # every position carries its own index
+    turn = ids // block_size % every  # each position's block, counted within its turn
     try:
-        train, val = interleaved_split(ids, block_size, every)
+        train, val, test = interleaved_split(ids, block_size, every)
     except ValueError:
-        is_val = ids // block_size % every == every - 1
-        assert not is_val.any() or is_val.all()  # only refused when one side would be empty
+        assert not (turn == every - 1).any()  # only refused when there is no test block
         return
-    assert set(train.tolist()).isdisjoint(val.tolist())
-    assert sorted(train.tolist() + val.tolist()) == ids.tolist()  # together: every position once
-    assert torch.equal(train, train.sort().values) and torch.equal(val, val.sort().values)  # order kept
-    assert ((val // block_size) % every == every - 1).all()  # validation: every every-th block
+    parts = [train.tolist(), val.tolist(), test.tolist()]
+    assert all(len(part) > 0 for part in parts)
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert set(parts[i]).isdisjoint(parts[j])
+    assert sorted(parts[0] + parts[1] + parts[2]) == ids.tolist()  # together: every position once
+    for part in (train, val, test):
+        assert torch.equal(part, part.sort().values)  # order kept
+    assert ((val // block_size) % every == every // 2 - 1).all()  # validation: one block of each turn
+    assert ((test // block_size) % every == every - 1).all()  # test: the last block of each turn
+    assert ((train // block_size) % every != every // 2 - 1).all()
     assert ((train // block_size) % every != every - 1).all()
 
 
+def test_interleaved_split_is_deterministic_and_keeps_the_tokens():
+    ids = torch.randint(50, (5_000,), generator=torch.Generator().manual_seed(0))
+    first, second = interleaved_split(ids, 64), interleaved_split(ids.clone(), 64)
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    position = torch.arange(len(ids))
+    for part, where in zip(first, interleaved_split(position, 64), strict=True):
+        assert torch.equal(part, ids[where])  # each part holds the tokens of its positions
+
+
 def test_interleaved_split_samples_the_whole_sequence():
-    train, val = interleaved_split(torch.arange(10_000), block_size=100, every=10)
-    assert len(val) == 1000 and val.min() < 1000 and val.max() >= 9000  # from the start to the end
+    train, val, test = interleaved_split(torch.arange(10_000), block_size=100, every=10)
+    assert len(train) == 8000 and len(val) == 1000 and len(test) == 1000
+    for held_out in (val, test):
+        assert held_out.min() < 1000 and held_out.max() >= 9000  # from the start to the end
+    assert val.min() == 400 and test.min() == 900  # the fifth and the tenth block of each ten
 
 
 def test_interleaved_split_rejects_bad_arguments():
     with pytest.raises(ValueError, match=r"shape \(n,\)"):
         interleaved_split(torch.zeros(4, 5, dtype=torch.long), 2)
-    with pytest.raises(ValueError, match="every >= 2"):
-        interleaved_split(torch.arange(100), 10, every=1)
+    with pytest.raises(ValueError, match="every >= 3"):
+        interleaved_split(torch.arange(100), 10, every=2)
+    with pytest.raises(ValueError, match="block_size must be >= 1"):
+        interleaved_split(torch.arange(100), 0)
     with pytest.raises(ValueError, match="no complete set"):
-        interleaved_split(torch.arange(50), 10, every=10)
+        interleaved_split(torch.arange(90), 10, every=10)  # nine blocks: no test block yet
+
+
+# ---------------------------------------------------------------- test losses and choosing a learning rate
+
+
+def test_training_records_the_test_loss_only_when_asked_and_it_does_not_change_training():
+    ids = CharTokenizer("abcd").encode("abcdabcadbca" * 40)
+    train, val, test = interleaved_split(ids, 16, every=4)
+    runs = {}
+    for with_test in (False, True):
+        torch.manual_seed(0)
+        model = TransformerLM(4, 8, d_model=8, n_heads=2, n_layers=1)
+        runs[with_test] = train_lm(model, train, val, steps=20, batch_size=4, context=8, lr=1e-2, eval_every=10,
+                                   seed=1, test_ids=test if with_test else None)
+        if with_test:
+            assert runs[with_test]["test"][-1] == evaluate_loss(model, test, 8)  # the trained model, on test
+    assert "test" not in runs[False] and len(runs[True]["test"]) == 2
+    assert {k: runs[True][k] for k in runs[False]} == runs[False]  # the same run either way
+
+
+def test_choose_learning_rate_takes_the_lowest_mean_validation_loss():
+    assert choose_learning_rate({1e-3: [2.0, 2.2, 2.4], 3e-3: [2.1, 2.1, 2.1], 1e-2: [1.0, 3.0, 3.0]}) == 3e-3
+    assert choose_learning_rate({0.1: [5.0], 0.01: [4.0]}) == 0.01
+
+
+def test_choose_learning_rate_rejects_a_single_rate_or_uneven_seeds():
+    with pytest.raises(ValueError, match="at least two"):
+        choose_learning_rate({1e-3: [2.0, 2.1]})
+    with pytest.raises(ValueError, match="same, non-zero number of seeds"):
+        choose_learning_rate({1e-3: [2.0, 2.1], 3e-3: [2.0]})
+    with pytest.raises(ValueError, match="same, non-zero number of seeds"):
+        choose_learning_rate({1e-3: [], 3e-3: []})

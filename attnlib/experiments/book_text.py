@@ -103,41 +103,30 @@ class CharTokenizer:
         return "".join(self.chars[i] for i in ids.tolist())
 
 
-def train_val_split(ids: torch.Tensor, val_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split a token sequence (n,) into its first part for training and its last part for validation.
-
-    The two parts are contiguous and share no position: ``torch.cat([train, val])`` is ``ids``.
-    """
-    if ids.dim() != 1:
-        raise ValueError(f"ids must have shape (n,), got {tuple(ids.shape)}")
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
-    n_val = round(len(ids) * val_fraction)
-    if n_val < 1 or n_val >= len(ids):
-        raise ValueError(f"{len(ids)} tokens are too few to keep a fraction {val_fraction} for validation")
-    return ids[: len(ids) - n_val], ids[len(ids) - n_val :]  # (n - n_val,), (n_val,)
-
-
 def interleaved_split(
     ids: torch.Tensor, block_size: int, every: int = 10
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut a token sequence (n,) into blocks of ``block_size`` tokens; every ``every``-th block
-    (blocks ``every - 1``, ``2 every - 1``, ...) goes to validation, the others to training.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cut a token sequence (n,) into blocks of ``block_size`` tokens and deal them out in turns of
+    ``every`` blocks: in each turn, block ``every // 2 - 1`` (counted from 0) goes to validation,
+    the last block, ``every - 1``, to test, and the others to training.
 
-    Returns the training blocks and the validation blocks, each joined in their original order.
-    The two parts share no position, and validation samples the whole sequence rather than its
-    end. A window drawn from the joined training part can straddle the seam where a validation
-    block was taken out (at most ``context`` of every ``block_size`` positions).
+    Returns the training, validation and test blocks, each joined in their original order. The
+    three parts share no position and together hold every position once; validation and test
+    sample the whole sequence rather than its end, and never the same place. A window drawn from
+    the joined training part can straddle a seam where a held-out block was taken out (at most
+    ``context`` of every ``block_size`` positions on each side of the seam).
     """
     if ids.dim() != 1:
         raise ValueError(f"ids must have shape (n,), got {tuple(ids.shape)}")
-    if block_size < 1 or every < 2:
-        raise ValueError(f"block_size must be >= 1 and every >= 2, got {block_size} and {every}")
-    block = torch.arange(len(ids)) // block_size  # (n,): the block of every position
-    is_val = block % every == every - 1  # (n,) bool
-    if not is_val.any() or is_val.all():
+    if block_size < 1 or every < 3:
+        raise ValueError(f"block_size must be >= 1 and every >= 3, got {block_size} and {every}")
+    turn = torch.arange(len(ids)) // block_size % every  # (n,): each position's block, counted within its turn
+    is_val = turn == every // 2 - 1  # (n,) bool
+    is_test = turn == every - 1  # (n,) bool
+    if not is_test.any():
         raise ValueError(f"{len(ids)} tokens hold no complete set of {every} blocks of {block_size}")
-    return ids[~is_val], ids[is_val]  # (n_train,), (n_val,)
+    is_train = ~(is_val | is_test)  # (n,) bool
+    return ids[is_train], ids[is_val], ids[is_test]  # (n_train,), (n_val,), (n_test,)
 
 
 def get_batch(

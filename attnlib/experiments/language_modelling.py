@@ -74,21 +74,39 @@ def evaluate_loss(model: nn.Module, ids: torch.Tensor, context: int, batch_size:
 
 
 def train_lm(model: nn.Module, train_ids: torch.Tensor, val_ids: torch.Tensor, *, steps: int, batch_size: int,
-             context: int, lr: float, eval_every: int, seed: int, weight_decay: float = 0.01) -> dict[str, list]:
+             context: int, lr: float, eval_every: int, seed: int, weight_decay: float = 0.01,
+             test_ids: torch.Tensor | None = None) -> dict[str, list]:
     """Train (:func:`attnlib.train`, AdamW) on random windows of ``train_ids``, batches drawn with ``seed``.
 
     Every ``eval_every`` steps records the mean training loss since the last record and the
-    validation loss (:func:`evaluate_loss`). Returns ``{"step": [...], "train": [...], "val": [...]}``.
+    validation loss (:func:`evaluate_loss` on ``val_ids``), and the test loss if ``test_ids`` is
+    given. Returns ``{"step": [...], "train": [...], "val": [...]}``, plus ``"test": [...]``.
     """
     if steps < 1 or eval_every < 1 or steps % eval_every:
         raise ValueError(f"steps ({steps}) must be a positive multiple of eval_every ({eval_every})")
-    history = {"step": [], "train": [], "val": []}
+    history = {"step": [], "train": [], "val": []} | ({} if test_ids is None else {"test": []})
 
     def record(step: int, losses: list[float]) -> None:
         history["step"].append(step)
         history["train"].append(sum(losses[-eval_every:]) / eval_every)
         history["val"].append(evaluate_loss(model, val_ids, context))
+        if test_ids is not None:
+            history["test"].append(evaluate_loss(model, test_ids, context))
 
     train(model, lambda gen: get_batch(train_ids, batch_size, context, gen), lambda m, b: lm_loss(m, *b),
           steps=steps, lr=lr, seed=seed, weight_decay=weight_decay, every=eval_every, callback=record)
     return history
+
+
+def choose_learning_rate(final_val: dict[float, list[float]]) -> float:
+    """The learning rate whose runs end with the lowest mean validation loss (a selection).
+
+    ``final_val``: ``{lr: [final validation loss of each seed]}``, at least two rates, each with
+    the same number of seeds. Only validation losses go in: the test split must not choose.
+    """
+    if len(final_val) < 2:
+        raise ValueError(f"a choice needs at least two learning rates, got {list(final_val)}")
+    n_seeds = {len(losses) for losses in final_val.values()}
+    if len(n_seeds) != 1 or 0 in n_seeds:
+        raise ValueError(f"every rate needs the same, non-zero number of seeds, got {sorted(n_seeds)}")
+    return min(final_val, key=lambda lr: sum(final_val[lr]) / len(final_val[lr]))
