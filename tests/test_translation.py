@@ -55,7 +55,7 @@ def test_the_generator_is_deterministic_and_train_and_test_are_disjoint():
     assert torch.equal(train_src, tt.train_set(500, seed=3)[0])
     test_rows = {tuple(r) for r in src.tolist()}
     assert not test_rows & {tuple(r) for r in train_src.tolist()}
-    assert all(tt.is_test(tt.show(r, tt.SRC_VOCAB, " ").split()) for r in src)
+    assert all(tt.split_of(tt.show(r, tt.SRC_VOCAB, " ").split()) == "test" for r in src)
 
 
 def sentences(src: torch.Tensor) -> set[str]:
@@ -69,7 +69,6 @@ def test_the_split_is_the_crc_rule_and_covers_every_sentence_once():
         remainder = zlib.crc32(" ".join(words).encode()) % 5
         split = tt.split_of(words)
         assert split == {0: "test", 1: "validation"}.get(remainder, "train")
-        assert tt.is_test(words) == (split == "test")
         seen[split] += 1
     # about 1/5 test, 1/5 validation, 3/5 training: each split is really used
     assert 300 < seen["test"] < 500 and 300 < seen["validation"] < 500 and 1000 < seen["train"] < 1400

@@ -91,11 +91,6 @@ def split_of(words: list[str]) -> str:
     return "test" if remainder == 0 else "validation" if remainder == 1 else "train"
 
 
-def is_test(words: list[str]) -> bool:
-    """A test sentence: the CRC-32 of its text is 0 mod 5 (see :func:`split_of`)."""
-    return split_of(words) == "test"
-
-
 def sample(generator: torch.Generator) -> tuple[int, int, int, int]:
     """One random (year, month, day, form); every draw comes from ``generator``."""
     year, month, form = (int(torch.randint(lo, hi, (), generator=generator)) for lo, hi in
