@@ -9,10 +9,17 @@ Gimelshein, used for attention by Rabe and Staats and by FlashAttention). At the
 ``output = acc / l``. The backward pass (:mod:`attnlib.chunked_backward`) keeps only the output,
 ``m`` and ``l`` and recomputes the tiles of scores, as FlashAttention does.
 
-Speed: every tile reuses the same few buffers (``out=`` arguments and in-place operations), so
-no tile allocates memory the operating system must first hand out; the scale 1/sqrt(d) is applied
-inside the matrix product (its ``alpha``); and ``l`` rides along in the product with the values
-as an extra column of ones, which saves one pass over each tile.
+Speed: the running maximum is only needed to keep ``exp`` from overflowing, so after the first
+key block a tile first tries a cheap step that keeps the old maximum: one matrix product gives
+the shifted scores ``s - m`` directly (the queries carry an extra column ``-m``, the keys a column
+of ones), then ``exp`` and the row sums. Only if some row's sum exceeds ``sqrt`` of the largest
+float (a score rose far above the running maximum) is the tile redone as a full step with a new
+maximum. The cheap step makes two passes over the tile instead of four, and it changes no
+result: ``l`` and ``acc`` are sums of ``exp(s - m)`` for whatever ``m`` they were kept with, and
+``output = acc / l``. (FlashAttention-4 is reported to rescale only when the maximum has grown
+enough to matter, on the same grounds.) Every tile also reuses the same few buffers (``out=``
+arguments, in-place operations), so no tile allocates memory the operating system must first
+hand out. The default ``block_size`` is the fastest of those ``benchmarks/attention.py`` measured.
 """
 
 import math
@@ -47,29 +54,44 @@ def mask_tile_(s, forbid, causal, q0, k0, lead, triangles) -> None:
 def forward_tiles(q, k, v, forbid, causal, block, lead):
     """q: (B, n_q, d), k: (B, n_k, d), v: (B, n_k, d_v) -> out (B, n_q, d_v), m, l (B, n_q, 1)."""
     (B, n_q, d), (n_k, d_v) = q.shape, v.shape[-2:]
-    v1 = torch.cat([v, v.new_ones(B, n_k, 1)], dim=-1)  # (B, n_k, d_v + 1): p @ v1 = [p @ v, sum_j p]
+    k_ones = torch.cat([k, k.new_ones(B, n_k, 1)], dim=-1)  # (B, n_k, d + 1): [q / sqrt(d), -m] . [k, 1] = s - m
     out, m_all, l_all = q.new_empty(B, n_q, d_v), q.new_empty(B, n_q, 1), q.new_empty(B, n_q, 1)
-    s_buf, acc_buf = q.new_empty(B * block * block), q.new_empty(B * block * (d_v + 1))
-    m_buf, m_new_buf, r_buf = (q.new_empty(B * block) for _ in range(3))
-    scale, lowest, triangles = 1.0 / math.sqrt(d), torch.finfo(q.dtype).min, {}  # m starts finite, not -inf
+    s_buf, acc_buf = q.new_empty(B * block * block), q.new_empty(B * block * d_v)
+    q_buf = q.new_empty(B * block * (d + 1))
+    m_buf, m_new_buf, r_buf, l_buf, l_tile_buf = (q.new_empty(B * block) for _ in range(5))
+    scale, lowest = 1.0 / math.sqrt(d), torch.finfo(q.dtype).min  # m starts finite, not -inf
+    limit, triangles = math.sqrt(torch.finfo(q.dtype).max), {}  # the largest row sum a cheap step may keep
     for q0 in range(0, n_q, block):
         q1 = min(q0 + block, n_q)
         q_blk = q[:, q0:q1]  # (B, b_q, d)
-        acc = buffer_view(acc_buf, B, q1 - q0, d_v + 1).zero_()  # (B, b_q, d_v + 1)
-        m, m_new, r = (buffer_view(b, B, q1 - q0, 1) for b in (m_buf, m_new_buf, r_buf))  # (B, b_q, 1)
+        q_shift = buffer_view(q_buf, B, q1 - q0, d + 1)  # (B, b_q, d + 1): [q / sqrt(d), -m]
+        torch.mul(q_blk, scale, out=q_shift[..., :d])
+        acc = buffer_view(acc_buf, B, q1 - q0, d_v).zero_()  # (B, b_q, d_v): sum_j exp(s_j - m) v_j
+        m, m_new, r, l, l_tile = (buffer_view(b, B, q1 - q0, 1) for b in (m_buf, m_new_buf, r_buf, l_buf, l_tile_buf))  # noqa: E741
         m.fill_(lowest)  # so that m - m_new is never -inf - (-inf) = NaN, even in a fully masked row
+        l.zero_()  # (B, b_q, 1): sum_j exp(s_j - m)
         for k0 in range(0, min(n_k, q1) if causal else n_k, block):  # causal: no key after the last query
             k1 = min(k0 + block, n_k)
             s = buffer_view(s_buf, B, q1 - q0, k1 - k0)  # (B, b_q, b_k)
+            if k0 > 0:  # cheap step: keep the old maximum
+                torch.bmm(q_shift, k_ones[:, k0:k1].transpose(1, 2), out=s)  # (B, b_q, b_k): s - m
+                mask_tile_(s, forbid, causal, q0, k0, lead, triangles)
+                torch.sum(s.exp_(), dim=-1, keepdim=True, out=l_tile)  # (B, b_q, 1); inf if a score overflowed
+                if l_tile.max() <= limit:  # every exp(s - m) <= limit: no overflow ahead
+                    l.add_(l_tile)
+                    torch.baddbmm(acc, s, v[:, k0:k1], out=acc)  # acc + (B, b_q, b_k) @ (B, b_k, d_v)
+                    continue
+            # full step (the online softmax): a new maximum, and the old sums rescaled to it
             torch.baddbmm(s, q_blk, k[:, k0:k1].transpose(1, 2), beta=0, alpha=scale, out=s)  # (B, b_q, b_k)
             mask_tile_(s, forbid, causal, q0, k0, lead, triangles)
             torch.maximum(torch.amax(s, dim=-1, keepdim=True, out=m_new), m, out=m_new)  # (B, b_q, 1)
             torch.sub(m, m_new, out=r).exp_()  # (B, b_q, 1): exp(m_old - m_new) rescales the old sums
-            s.sub_(m_new).exp_()  # (B, b_q, b_k): p = exp(s - m_new); forbidden keys -> 0
-            torch.baddbmm(acc.mul_(r), s, v1[:, k0:k1], out=acc)  # acc * r + (B, b_q, b_k) @ (B, b_k, d_v + 1)
-            m, m_new = m_new, m  # the new maximum becomes the old one; reuse the other buffer
-        l = acc[..., d_v:]  # noqa: E741  (B, b_q, 1): sum_j exp(s_j - m), 0 if nothing was seen
-        torch.div(acc[..., :d_v], torch.where(l > 0, l, 1.0), out=out[:, q0:q1])  # (B, b_q, d_v)
+            torch.sum(s.sub_(m_new).exp_(), dim=-1, keepdim=True, out=l_tile)  # p = exp(s - m_new); forbidden -> 0
+            l.mul_(r).add_(l_tile)
+            torch.baddbmm(acc.mul_(r), s, v[:, k0:k1], out=acc)  # acc * r + (B, b_q, b_k) @ (B, b_k, d_v)
+            m.copy_(m_new)
+            torch.neg(m, out=q_shift[..., d:])  # the cheap steps shift by the new maximum
+        torch.div(acc, torch.where(l > 0, l, 1.0), out=out[:, q0:q1])  # (B, b_q, d_v); 0 if nothing was seen
         m_all[:, q0:q1], l_all[:, q0:q1] = m, l
     return out, m_all, l_all
 
@@ -101,7 +123,7 @@ def chunked_attention(
     *,
     mask: torch.Tensor | None = None,
     causal: bool = False,
-    block_size: int = 256,
+    block_size: int = 512,
 ) -> torch.Tensor:
     """Scaled dot-product attention ``softmax(Q K^T / sqrt(d)) V`` without the score matrix.
 

@@ -9,7 +9,9 @@ log-normaliser ``L = m + log l``, each tile of weights is recomputed exactly as
     ``dQ = dS K / sqrt(d)``,   ``dK = dS^T Q / sqrt(d)``
 
 ``D_i = sum_j P_ij dP_ij`` is the softmax's correction term, computed once from ``dO`` and ``O``
-instead of from the weights. A row that saw no key (``l = 0``) gets ``L = +inf``, hence ``P = 0``
+instead of from the weights. As in the forward pass's cheap step, an extra column lets one product
+give ``S - L`` (``[Q / sqrt(d), -L] [K, 1]^T``) and another ``dP - D`` (``[dO, -D] [V, 1]^T``), which
+saves two passes over each tile. A row that saw no key (``l = 0``) gets ``L = +inf``, hence ``P = 0``
 and zero gradients.
 """
 
@@ -26,9 +28,14 @@ def backward_by_recomputation(q, k, v, out, m, l, d_out, forbid, causal, block, 
     helpers are those of the forward pass (:mod:`attnlib.chunked`).
     """
     (B, n_q, d), n_k = q.shape, k.shape[-2]
-    scale = 1.0 / math.sqrt(d)
     lse = torch.where(l > 0, m + torch.log(l), float("inf"))  # (B, n_q, 1): log-normaliser L
     delta = (d_out * out).sum(dim=-1, keepdim=True)  # (B, n_q, 1): D_i = sum_c dO_ic O_ic
+    # One product each gives S - L and dP - D, as in the forward's cheap step: an extra column.
+    q_shift = torch.cat([q / math.sqrt(d), -lse], dim=-1)  # (B, n_q, d + 1): [Q / sqrt(d), -L]
+    k_ones = torch.cat([k, k.new_ones(B, n_k, 1)], dim=-1)  # (B, n_k, d + 1): [K, 1]
+    do_shift = torch.cat([d_out, -delta], dim=-1)  # (B, n_q, d_v + 1): [dO, -D]
+    v_ones = torch.cat([v, v.new_ones(B, n_k, 1)], dim=-1)  # (B, n_k, d_v + 1): [V, 1]
+    scale = 1.0 / math.sqrt(d)
     d_q, d_k, d_v = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
     s_buf, dp_buf, triangles = q.new_empty(B * block * block), q.new_empty(B * block * block), {}
     for q0 in range(0, n_q, block):
@@ -37,14 +44,14 @@ def backward_by_recomputation(q, k, v, out, m, l, d_out, forbid, causal, block, 
         for k0 in range(0, min(n_k, q1) if causal else n_k, block):
             k1 = min(k0 + block, n_k)
             s = buffer_view(s_buf, B, q1 - q0, k1 - k0)  # (B, b_q, b_k)
-            torch.baddbmm(s, q_blk, k[:, k0:k1].transpose(1, 2), beta=0, alpha=scale, out=s)  # (B, b_q, b_k)
+            torch.bmm(q_shift[:, q0:q1], k_ones[:, k0:k1].transpose(1, 2), out=s)  # (B, b_q, b_k): S - L
             mask_tile_(s, forbid, causal, q0, k0, lead, triangles)
-            p = s.sub_(lse[:, q0:q1]).exp_()  # (B, b_q, b_k): the weights of this tile, recomputed
+            p = s.exp_()  # (B, b_q, b_k): the weights of this tile, recomputed
             dv_blk = d_v[:, k0:k1]  # (B, b_k, d_v), a view: the products below add into d_v in place
             torch.baddbmm(dv_blk, p.transpose(1, 2), do_blk, out=dv_blk)  # += (B, b_k, b_q) @ (B, b_q, d_v)
             dp = buffer_view(dp_buf, B, q1 - q0, k1 - k0)  # (B, b_q, b_k)
-            torch.bmm(do_blk, v[:, k0:k1].transpose(1, 2), out=dp)  # (B, b_q, d_v) @ (B, d_v, b_k) -> (B, b_q, b_k)
-            ds = dp.sub_(delta[:, q0:q1]).mul_(p)  # (B, b_q, b_k): dS = P * (dP - D)
+            torch.bmm(do_shift[:, q0:q1], v_ones[:, k0:k1].transpose(1, 2), out=dp)  # (B, b_q, b_k): dP - D
+            ds = dp.mul_(p)  # (B, b_q, b_k): dS = P * (dP - D)
             dq_blk, dk_blk = d_q[:, q0:q1], d_k[:, k0:k1]  # (B, b_q, d), (B, b_k, d): views
             torch.baddbmm(dq_blk, ds, k[:, k0:k1], alpha=scale, out=dq_blk)  # += (B, b_q, b_k) @ (B, b_k, d)
             torch.baddbmm(dk_blk, ds.transpose(1, 2), q_blk, alpha=scale, out=dk_blk)  # += (B, b_k, b_q) @ (B, b_q, d)

@@ -22,6 +22,11 @@ the bytes of tensors alive at once, deterministic, blind to scratch memory insid
 and as the operating system sees it (in the fresh process, the resident-set high-water mark
 during the first call at n minus the resident set before it; Linux only).
 
+Block sizes: at n = 4096, forward on one thread, ``chunked_attention`` is also timed at every block
+size of ``BLOCKS`` against torch's kernel, alternating in fresh processes as above, so that the
+default block size is a measured choice; the tile of scores of the four heads is recorded beside
+each time, to compare with the caches.
+
 GFLOP/s counts 4·n²·d floating-point operations per head for the forward pass, whatever the
 implementation really does. The ceiling is the best of 30 plain 1024×1024 float32 matrix
 products on 2 threads. Also recorded: the load average (``os.getloadavg``) at the start and
@@ -48,6 +53,7 @@ from attnlib.experiments.memory import peak_bytes_with_backward
 SIZES = (1024, 2048, 4096)
 HEADS, D = 4, 64
 ROUNDS, REPS = 3, 3
+BLOCKS = (128, 256, 512, 1024)
 IMPLS = {
     "torch sdpa": F.scaled_dot_product_attention,
     "attnlib.attention": lambda q, k, v: attnlib.attention(q, k, v)[0],
@@ -67,8 +73,16 @@ def inputs(n: int, grad: bool) -> list[torch.Tensor]:
     return [torch.randn(1, HEADS, n, D, generator=g).requires_grad_(grad) for _ in range(3)]  # (1, heads, n, d)
 
 
+def implementation(name: str):
+    """An entry of IMPLS, or "attnlib.chunked_attention block=B" for chunked attention with block size B."""
+    if name.startswith("attnlib.chunked_attention block="):
+        block_size = int(name.rsplit("=", 1)[1])
+        return lambda q, k, v: attnlib.chunked_attention(q, k, v, block_size=block_size)
+    return IMPLS[name]
+
+
 def call(name: str, q, k, v, backward: bool) -> None:
-    out = IMPLS[name](q, k, v)  # (1, heads, n, d)
+    out = implementation(name)(q, k, v)  # (1, heads, n, d)
     if backward:
         out.backward(torch.ones_like(out))
         for t in (q, k, v):
@@ -164,13 +178,28 @@ def targets(rows: list[dict]) -> dict:
     return out
 
 
-def save(path: str, info: dict, rows: list[dict]) -> str:
+def block_sweep(n: int = 4096) -> list[dict]:
+    """Forward time on one thread of chunked_attention at each block size of BLOCKS, against torch's."""
+    names = [REFERENCE] + [f"attnlib.chunked_attention block={b}" for b in BLOCKS]
+    runs = {name: [] for name in names}
+    for _ in range(ROUNDS):
+        for name in names:
+            runs[name] += measure(name, n, 1, False)["times"]
+    torch_s = statistics.median(runs[REFERENCE])
+    return [{"block_size": b, "n": n, "median_s": statistics.median(runs[name]),
+             "time_vs_torch": statistics.median(runs[name]) / torch_s,
+             "tile_mib": HEADS * b * b * 4 / 2**20}  # the float32 scores of one tile, all heads
+            for b, name in zip(BLOCKS, names[1:], strict=True)]
+
+
+def save(path: str, info: dict, rows: list[dict], sweep: list[dict] | None = None) -> str:
     """Write everything measured so far; return the table."""
     text = table(rows)
     block_size = inspect.signature(attnlib.chunked_attention).parameters["block_size"].default
     setup = {"batch": 1, "heads": HEADS, "d": D, "dtype": "float32", "device": "cpu", "mask": None,
              "block_size": block_size, "rounds": ROUNDS, "reps_per_process": REPS}
-    payload = {"machine": info, "setup": setup, "rows": rows, "table": text, "targets": targets(rows)}
+    payload = {"machine": info, "setup": setup, "rows": rows, "table": text, "targets": targets(rows),
+               "block_sweep": sweep or []}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(payload, indent=1) + "\n")
     return text
@@ -210,9 +239,15 @@ def main() -> None:
             info["load_average"][f"{setting}, n={n}"] = os.getloadavg()[0]
             text = save(args.out, info, rows)
             print(f"{setting}, n={n} done", file=sys.stderr)
+    sweep = block_sweep()
+    info["load_average"]["block sizes, forward, 1 thread, n=4096"] = os.getloadavg()[0]
+    text = save(args.out, info, rows, sweep)
     print(json.dumps(info, indent=1))
     print(text)
     print(json.dumps(targets(rows), indent=1))
+    print("block size  tile MiB  x torch (forward, 1 thread, n=4096)")
+    for r in sweep:
+        print(f"{r['block_size']:>10d} {r['tile_mib']:>9.2f} {r['time_vs_torch']:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -109,6 +109,26 @@ def test_masked_first_block_then_very_negative_scores(dtype):
     close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
 
 
+@pytest.mark.parametrize(
+    ("dtype", "rise"),
+    [(torch.float32, 30.0), (torch.float32, 200.0),
+     (torch.float64, 30.0), (torch.float64, 200.0), (torch.float64, 1e3)],
+)
+def test_scores_rising_after_the_first_block(dtype, rise):
+    # After the first block of keys, tiles keep the old maximum while their row sums stay below
+    # sqrt(largest float): a rise of 30 is kept that way (exp(30) ~ 1e13), and so is 200 in float64.
+    # In float32 exp(200) overflows, as exp(1000) does in float64: the tile must be redone with the
+    # new maximum, not end as inf or NaN. (float32 scores near 1000 are only good to ~1e-4.)
+    q = torch.ones(2, 5, 4, dtype=dtype)
+    k = torch.zeros(2, 12, 4, dtype=dtype)
+    k[:, 4:] = rise / 2  # scores q.k / sqrt(4): 0 in the first block of 4 keys, `rise` after it
+    k[:, 4:] += 0.1 * torch.randn(2, 8, 4, dtype=dtype)
+    v = torch.randn(2, 12, 3, dtype=dtype)
+    out = chunked_attention(q, k, v, block_size=4)
+    assert torch.isfinite(out).all()
+    close(out, F.scaled_dot_product_attention(q, k, v))
+
+
 def test_broadcast_leading_dims_like_torch():
     q = torch.randn(2, 1, 9, 8, dtype=torch.float64)
     k = torch.randn(1, 3, 11, 8, dtype=torch.float64)
