@@ -56,9 +56,9 @@ def forward_tiles(q, k, v, forbid, causal, block, lead):
     (B, n_q, d), (n_k, d_v) = q.shape, v.shape[-2:]
     k_ones = torch.cat([k, k.new_ones(B, n_k, 1)], dim=-1)  # (B, n_k, d + 1): [q / sqrt(d), -m] . [k, 1] = s - m
     out, m_all, l_all = q.new_empty(B, n_q, d_v), q.new_empty(B, n_q, 1), q.new_empty(B, n_q, 1)
-    s_buf, acc_buf = q.new_empty(B * block * block), q.new_empty(B * block * d_v)
-    q_buf = q.new_empty(B * block * (d + 1))
-    m_buf, m_new_buf, r_buf, l_buf, l_tile_buf = (q.new_empty(B * block) for _ in range(5))
+    b_q, b_k = min(block, n_q), min(block, n_k)  # the largest tile: no larger than the scores themselves
+    s_buf, acc_buf, q_buf = q.new_empty(B * b_q * b_k), q.new_empty(B * b_q * d_v), q.new_empty(B * b_q * (d + 1))
+    m_buf, m_new_buf, r_buf, l_buf, l_tile_buf = (q.new_empty(B * b_q) for _ in range(5))
     scale, lowest = 1.0 / math.sqrt(d), torch.finfo(q.dtype).min  # m starts finite, not -inf
     limit, triangles = math.sqrt(torch.finfo(q.dtype).max), {}  # the largest row sum a cheap step may keep
     for q0 in range(0, n_q, block):

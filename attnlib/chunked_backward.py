@@ -37,7 +37,8 @@ def backward_by_recomputation(q, k, v, out, m, l, d_out, forbid, causal, block, 
     v_ones = torch.cat([v, v.new_ones(B, n_k, 1)], dim=-1)  # (B, n_k, d_v + 1): [V, 1]
     scale = 1.0 / math.sqrt(d)
     d_q, d_k, d_v = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
-    s_buf, dp_buf, triangles = q.new_empty(B * block * block), q.new_empty(B * block * block), {}
+    tile = B * min(block, n_q) * min(block, n_k)  # the largest tile: no larger than the scores themselves
+    s_buf, dp_buf, triangles = q.new_empty(tile), q.new_empty(tile), {}
     for q0 in range(0, n_q, block):
         q1 = min(q0 + block, n_q)
         q_blk, do_blk = q[:, q0:q1], d_out[:, q0:q1]  # (B, b_q, d), (B, b_q, d_v)

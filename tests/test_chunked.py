@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from torch.testing import assert_close
 
 from attnlib import attention, causal_mask, chunked_attention
+from attnlib.experiments.memory import peak_bytes, peak_bytes_with_backward
 
 # The tolerances the issue asks for: 1e-5 in float32, 1e-10 in float64.
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -394,3 +395,13 @@ def test_backward_keeps_no_score_matrix():
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
         chunked_attention(q, k, v, block_size=8)
     assert saved and max(saved) < 64 * 64, saved
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_a_block_larger_than_the_sequence_costs_no_more_memory(backward):
+    # Buffers are sized for the largest tile that occurs, not for block_size: a short sequence
+    # with the default block of 512 must not allocate 512 x 512 tiles.
+    measure = peak_bytes_with_backward if backward else peak_bytes
+    q, k, v = qkv(1, n_q=40, n_k=50, d=8, d_v=8, dtype=torch.float32)
+    at_sequence = measure(lambda q, k, v: chunked_attention(q, k, v, block_size=50), q, k, v)
+    assert measure(lambda q, k, v: chunked_attention(q, k, v, block_size=4096), q, k, v) == at_sequence
