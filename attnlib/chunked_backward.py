@@ -11,8 +11,8 @@ log-normaliser ``L = m + log l``, each tile of weights is recomputed exactly as
 ``D_i = sum_j P_ij dP_ij`` is the softmax's correction term, computed once from ``dO`` and ``O``
 instead of from the weights. As in the forward pass's cheap step, an extra column lets one product
 give ``S - L`` (``[Q / sqrt(d), -L] [K, 1]^T``) and another ``dP - D`` (``[dO, -D] [V, 1]^T``), which
-saves two passes over each tile. A row that saw no key (``l = 0``) gets ``L = +inf``, hence ``P = 0``
-and zero gradients.
+saves two passes over each tile. A row that saw no key (``l = 0``) gets the largest finite ``L``
+(not ``+inf``, which the product would have to multiply), hence ``P = 0`` and zero gradients.
 """
 
 import math
@@ -28,7 +28,7 @@ def backward_by_recomputation(q, k, v, out, m, l, d_out, forbid, causal, block, 
     helpers are those of the forward pass (:mod:`attnlib.chunked`).
     """
     (B, n_q, d), n_k = q.shape, k.shape[-2]
-    lse = torch.where(l > 0, m + torch.log(l), float("inf"))  # (B, n_q, 1): log-normaliser L
+    lse = torch.where(l > 0, m + torch.log(l), torch.finfo(q.dtype).max)  # (B, n_q, 1): log-normaliser L
     delta = (d_out * out).sum(dim=-1, keepdim=True)  # (B, n_q, 1): D_i = sum_c dO_ic O_ic
     # One product each gives S - L and dP - D, as in the forward's cheap step: an extra column.
     q_shift = torch.cat([q / math.sqrt(d), -lse], dim=-1)  # (B, n_q, d + 1): [Q / sqrt(d), -L]
