@@ -1,6 +1,31 @@
-"""What the chapters show: a heatmap of attention weights. matplotlib is imported only when plotting."""
+"""What the chapters show: the book's figure style, heatmaps of attention weights, HTML tables.
+
+matplotlib is imported only when plotting or styling.
+"""
+
+from pathlib import Path
 
 import torch
+
+STYLE = Path(__file__).with_name("book.mplstyle")
+COLUMN_WIDTH = 6.4  # inches: a figure this wide fills the page column at 100 dpi
+PANEL_HEIGHT = 3.2  # inches: one panel of a stacked figure
+
+
+def use_book_style() -> None:
+    """Apply the book's figure style (``book.mplstyle``) and draw inline figures at 2x resolution.
+
+    The first code cell of every chapter calls it, once, so every figure has the same fonts,
+    colours and width, and stays sharp on high-density screens.
+    """
+    import matplotlib.pyplot as plt
+
+    plt.style.use(STYLE)
+    try:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:  # outside Jupyter
+        return
+    set_matplotlib_formats("retina")
 
 
 def plot_weights(weights, x_labels=None, y_labels=None, ax=None, title=None, colorbar=True):
@@ -13,6 +38,7 @@ def plot_weights(weights, x_labels=None, y_labels=None, ax=None, title=None, col
 
         _, ax = plt.subplots(figsize=(0.5 * w.shape[1] + 2, 0.5 * w.shape[0] + 1.5))
     image = ax.imshow(w.numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
+    ax.grid(False)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")
     if x_labels is not None:
@@ -32,6 +58,7 @@ def html_table(header, rows, groups=()):
     header: column titles; rows: lists of cells (already formatted as text); groups: optional
     ``(title, number of columns)`` pairs for a first header row over groups of columns.
     Cells are inserted as HTML, so they may hold markup; nbval compares the HTML text too.
+    The table sits in a box that scrolls sideways on a narrow screen, never the page.
     """
     from IPython.display import HTML
 
@@ -45,4 +72,5 @@ def html_table(header, rows, groups=()):
     top = "".join(f"<th colspan='{span}'>{title}</th>" for title, span in groups)
     top = f"<tr>{top}</tr>" if groups else ""
     body = "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows)
-    return HTML(f"<table><thead>{top}<tr>{cells(header, 'th')}</tr></thead><tbody>{body}</tbody></table>")
+    table = f"<table><thead>{top}<tr>{cells(header, 'th')}</tr></thead><tbody>{body}</tbody></table>"
+    return HTML(f"<div class='table-scroll'>{table}</div>")
