@@ -2,7 +2,7 @@
 
 Run by hand, not in CI (it takes several minutes and needs about 2 GiB of free memory):
 
-    .venv/bin/python benchmarks/attention.py     # writes benchmarks/results/attention_cpu.json
+    .venv/bin/python benchmarks/attention.py     # writes attnlib/experiments/data/benchmarks/attention_cpu.json
 
 Setup: batch 1, 4 heads of 64 dimensions, float32, CPU, no mask, n = 1024, 2048, 4096. Four
 settings: the forward pass, and forward+backward (the gradients of q, k and v for an all-ones
@@ -207,7 +207,7 @@ def save(path: str, info: dict, rows: list[dict], sweep: list[dict] | None = Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "attention_cpu.json"))
+    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "attnlib" / "experiments" / "data" / "benchmarks" / "attention_cpu.json"))
     parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:

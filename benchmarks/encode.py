@@ -1,7 +1,7 @@
 """attnlib's MiniLM encoder against sentence-transformers, side by side, on the CPU.
 
 Run by hand (not part of CI):  .venv/bin/python benchmarks/encode.py [--threads 1] [--batch-size 32]
-It prints a table and writes benchmarks/results/encode_cpu.json (``--out``): the machine, the setup,
+It prints a table and writes attnlib/experiments/data/benchmarks/encode_cpu.json (``--out``): the machine, the setup,
 every run's wall-clock and CPU seconds, and the best run of each encoder.
 
 Both encoders get the same 512 sentences, the same batch size and the same number of torch
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "encode_cpu.json"))
+    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "attnlib" / "experiments" / "data" / "benchmarks" / "encode_cpu.json"))
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
