@@ -50,6 +50,8 @@ import torch.nn.functional as F
 import attnlib
 from attnlib.experiments.memory import peak_bytes_with_backward
 
+RESULTS = Path(__file__).parents[1] / "attnlib" / "experiments" / "data" / "benchmarks"  # read by the chapters
+
 SIZES = (1024, 2048, 4096)
 HEADS, D = 4, 64
 ROUNDS, REPS = 3, 3
@@ -207,7 +209,7 @@ def save(path: str, info: dict, rows: list[dict], sweep: list[dict] | None = Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "attnlib" / "experiments" / "data" / "benchmarks" / "attention_cpu.json"))
+    parser.add_argument("--out", default=str(RESULTS / "attention_cpu.json"))
     parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:

@@ -30,6 +30,8 @@ from attnlib.experiments import minilm  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 from attention import machine  # noqa: E402  (the same machine description as the attention benchmark)
 
+RESULTS = Path(__file__).parents[1] / "attnlib" / "experiments" / "data" / "benchmarks"  # read by the chapters
+
 WORDS = (
     "the a model token attention head layer query key value weight sentence word long short "
     "reads looks at every other because when while trophy suitcase big small fit did not it was "
@@ -55,7 +57,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "attnlib" / "experiments" / "data" / "benchmarks" / "encode_cpu.json"))
+    parser.add_argument("--out", default=str(RESULTS / "encode_cpu.json"))
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)

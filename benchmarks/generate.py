@@ -2,8 +2,8 @@
 
 Run by hand, not in CI (about a minute):
 
-    .venv/bin/python benchmarks/generate.py      # 1 thread, writes attnlib/experiments/data/benchmarks/generate_cpu.json
-    .venv/bin/python benchmarks/generate.py --threads 2 --out attnlib/experiments/data/benchmarks/generate_cpu_2threads.json
+    .venv/bin/python benchmarks/generate.py      # 1 thread, writes generate_cpu.json
+    .venv/bin/python benchmarks/generate.py --threads 2 --out generate_cpu_2threads.json
 
 Setup: the width and depth of chapter 10's model (d_model 64, 4 heads, 2 layers, d_ff 256) with a
 context of 1024 positions and chapter 10's vocabulary size, float32, CPU, batch 1, random weights
@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 
 import attnlib
+
+RESULTS = Path(__file__).parents[1] / "attnlib" / "experiments" / "data" / "benchmarks"  # read by the chapters
 
 POSITIONS = (16, 32, 64, 128, 256, 512, 1024)
 SETUP = {"vocab_size": 160, "context": 1024, "d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 256,
@@ -97,7 +99,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "attnlib" / "experiments" / "data" / "benchmarks" / "generate_cpu.json"))
+    parser.add_argument("--out", default=str(RESULTS / "generate_cpu.json"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a step is small)")
     parser.add_argument("--position", type=int, help=argparse.SUPPRESS)  # internal: one subprocess
     args = parser.parse_args()
