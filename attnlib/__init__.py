@@ -27,6 +27,7 @@ from .cache import KVCache, kv_cache_bytes
 from .chunked import chunked_attention
 from .decoder import TransformerLM, filter_logits, generate
 from .display import html_table, plot_weights
+from .explorer import attention_explorer
 from .layers import MultiHeadCrossAttention, MultiHeadSelfAttention, SelfAttention
 from .masks import causal_mask, sliding_window_mask, window_mask
 from .positions import apply_rotary, sinusoidal_positions
@@ -45,6 +46,7 @@ __all__ = [
     "apply_rotary",
     "attention",
     "attention_entropy",
+    "attention_explorer",
     "attention_mass_beyond",
     "bilinear_scores",
     "causal_mask",
