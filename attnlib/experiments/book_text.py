@@ -1,6 +1,17 @@
-"""Text data for a character-level language model: the book's own text, a tokenizer, splits, batches."""
+"""Text data for a character-level language model: the book's own text, a tokenizer, splits, batches.
 
+The corpus of chapter 10 is a frozen snapshot of the book's prose, shipped with attnlib as
+``data/book_text.json`` (:func:`load_book_snapshot`), so the chapter runs downloaded alone and its
+numbers do not move with every edit of the prose. :func:`book_documents` reads the live book;
+:func:`book_snapshot_from_git` builds the snapshot from one commit of the repository.
+"""
+
+import io
 import json
+import re
+import subprocess
+import tarfile
+import tempfile
 from pathlib import Path
 
 import torch
@@ -55,6 +66,54 @@ def book_documents(root: str | Path) -> dict[str, str]:
 
 
 PAGE_SEPARATOR = "\n\n"  # between two pages in book_text
+SNAPSHOT = Path(__file__).parent / "data" / "book_text.json"  # the corpus of chapter 10
+CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # control characters but the newline
+
+
+def book_snapshot(root: str | Path, as_of: str) -> dict:
+    """The book's prose as a snapshot: ``{"as_of": ..., "toc": [...], "pages": {name: text}}``.
+
+    ``pages`` is :func:`book_documents` of ``root``; ``toc`` the page names in reading order;
+    ``as_of`` says which state of the book it is (for example a commit). A control character in
+    the prose (a tab or a form feed where a Python string ate the backslash of ``\\text`` or
+    ``\\frac``) is an error to repair in the book, not text to learn.
+    """
+    pages = book_documents(root)
+    for name, page in pages.items():
+        found = CONTROL.search(page)
+        if found:
+            context = page[max(0, found.start() - 20) : found.end() + 20]
+            raise ValueError(f"{name} holds the control character {found.group()!r} in {context!r}: repair it")
+    return {"as_of": as_of, "toc": list(pages), "pages": pages}
+
+
+def book_snapshot_from_git(repo: str | Path, commit: str = "HEAD") -> dict:
+    """:func:`book_snapshot` of the book as committed in ``commit``, not of the working tree.
+
+    The commit's files are unpacked (``git archive``) into a temporary folder; ``as_of`` names the
+    commit by its short hash and date.
+    """
+    def git(*args) -> bytes:
+        return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True).stdout
+
+    label = git("log", "-1", "--format=commit %h of %ad", "--date=short", commit).decode().strip()
+    with tempfile.TemporaryDirectory() as folder:
+        with tarfile.open(fileobj=io.BytesIO(git("archive", commit))) as archive:
+            archive.extractall(folder, filter="data")
+        return book_snapshot(folder, label)
+
+
+def write_book_snapshot(snapshot: dict, path: str | Path = SNAPSHOT) -> None:
+    """Write a snapshot as JSON (UTF-8, one stable layout, so a rebuild from the same book is identical)."""
+    Path(path).write_text(json.dumps(snapshot, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def load_book_snapshot(path: str | Path = SNAPSHOT) -> tuple[dict[str, str], str]:
+    """The snapshot's pages ``{name: text}`` in reading order, and what state of the book it is."""
+    snapshot = json.loads(Path(path).read_text(encoding="utf-8"))
+    if list(snapshot["pages"]) != snapshot["toc"]:
+        raise ValueError(f"{path}: the pages are not in the order of its table of contents")
+    return snapshot["pages"], snapshot["as_of"]
 
 
 def book_text(root: str | Path) -> str:
