@@ -16,10 +16,10 @@ OTHER_KERNELS := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
 NB ?= chapters
 VARIANTS := OMP_NUM_THREADS=1 OMP_NUM_THREADS=2 ATEN_CPU_CAPABILITY=avx2 ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
 
-.PHONY: help install book test lint unit nbval portability build browser notebooks lab clean
+.PHONY: help install book test lint unit nbval portability build source pdf browser notebooks lab clean
 
 help:
-	@echo "make book       set up .venv, install, build the book into _build/html"
+	@echo "make book       set up .venv, install, build the book into _build/html, and its PDF"
 	@echo "make test       ruff, unit tests, nbval over every notebook (1 thread; 2 threads on other CPU kernels),"
 	@echo "                strict book build,"
 	@echo "                every page of the built book checked in headless Chromium"
@@ -35,13 +35,29 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
-book: $(STAMP) build
+book: $(STAMP) build pdf
 	@echo
 	@echo "Built. Open _build/html/index.html in a browser, or serve it:"
 	@echo "  $(BIN)/python -m http.server --directory _build/html 8000   # then http://127.0.0.1:8000"
 
 build: $(STAMP)
 	$(BIN)/jupyter-book build . --all -n -W --keep-going
+	$(MAKE) --no-print-directory source
+
+# The book's source as one archive, linked from the landing page: the committed files in a git
+# clone, the folder's files otherwise (without .venv, _build and caches).
+SOURCE := _build/html/self-attention-tested-source.tar.gz
+source:
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git archive --format=tar.gz --prefix=self-attention-tested/ -o $(SOURCE) HEAD; \
+	else \
+	  tar --exclude=./.venv --exclude=./_build --exclude=__pycache__ --exclude=.ipynb_checkpoints \
+	    --transform 's,^\.,self-attention-tested,' -czf _build/source.tar.gz . && mv _build/source.tar.gz $(SOURCE); \
+	fi
+
+# The whole book as one PDF (every page printed by headless Chromium, joined): needs Chromium.
+pdf: $(STAMP) build
+	$(BIN)/python tools/print_book.py
 
 test: $(STAMP) lint unit nbval build browser
 
@@ -64,7 +80,7 @@ portability: $(STAMP)
 	@for v in $(VARIANTS); do echo "== $$v"; env $$v $(NBVAL_ONE) -q $(NB) || exit 1; done
 
 # Needs Chromium (apt-get install chromium); screenshots land in _build/screenshots/.
-browser: $(STAMP) build
+browser: $(STAMP) build pdf
 	$(BIN)/python -m pytest -p no:cacheprovider browser_tests
 
 notebooks: $(STAMP)

@@ -19,3 +19,18 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   document.addEventListener("keydown", (event) => { if (event.key === "Escape") close(); });
 });
+
+// The download menu's ".pdf" entry printed only the page on screen; it becomes a link to the PDF of
+// the whole book that `make book` prints (tools/print_book.py), beside the page's .ipynb.
+document.addEventListener("DOMContentLoaded", () => {
+  const root = document.documentElement.dataset.content_root || "";
+  document.querySelectorAll(".btn-download-pdf-button").forEach((button) => {
+    const link = document.createElement("a");
+    link.href = root + "self-attention-tested.pdf";
+    link.className = "btn btn-sm btn-download-book-pdf dropdown-item";
+    link.title = "The whole book as one PDF";
+    link.innerHTML = '<span class="btn__icon-container"><i class="fas fa-file-pdf"></i></span>' +
+      '<span class="btn__text-container">.pdf (whole book)</span>';
+    button.replaceWith(link);
+  });
+});

@@ -22,7 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
-CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+PDF_NAME = "self-attention-tested.pdf"
 
 
 def toc_pages() -> list[str]:
@@ -135,9 +135,48 @@ async () => {
       .map(el => el.tagName + ": " + (el.textContent || el.src || "").slice(0, 60)),
     text: document.querySelector("main, article, body").innerText,
     hasMathJax: !!window.MathJax,
+    mathErrors: [...document.querySelectorAll("mjx-merror, .MathJax_Error")]
+      .map(el => (el.getAttribute("data-mjx-error") || el.textContent).slice(0, 80)),
+    // every figure a notebook draws: numbered with a caption, and alt text that says something
+    figures: [...document.querySelectorAll(".cell_output img")].map(img => ({
+      src: (img.currentSrc || img.src).split("/").pop(),
+      alt: img.getAttribute("alt") || "",
+      caption: img.closest("figure") && img.closest("figure").querySelector("figcaption")
+        ? img.closest("figure").querySelector("figcaption").innerText : "",
+    })),
+    pageWidth: document.documentElement.scrollWidth,
+    viewportWidth: window.innerWidth,
   };
 }
 """
+
+
+# Test output and bookkeeping a reader must never see on a page.
+MARKERS = re.compile(r"NBVAL_|\bclaim: |<= ?[0-9.]+ met\b|\bnoqa\b|Traceback \(most recent")
+PATH_ALT = re.compile(r"(^$|\.(png|svg|jpe?g)$|_images/|/)")
+
+
+def open_page(browser, server, page_name, width):
+    """The page at a given viewport width, with every request that leaves the machine blocked."""
+    origin = urlsplit(server).netloc
+    record = {"failed": [], "external": [], "console": []}
+    page = browser.new_page(viewport={"width": width, "height": 900})
+
+    def guard(route):
+        if urlsplit(route.request.url).netloc == origin or route.request.url.startswith("data:"):
+            route.continue_()
+        else:
+            record["external"].append(route.request.url)
+            route.abort()
+
+    page.route("**/*", guard)
+    page.on("requestfailed", lambda r: record["failed"].append(f"{r.url} ({r.failure})"))
+    page.on("response", lambda r: r.status >= 400 and record["failed"].append(f"{r.url} (HTTP {r.status})"))
+    page.on("console", lambda m: m.type == "error" and record["console"].append(m.text))
+    page.on("pageerror", lambda e: record["console"].append(str(e)))
+    response = page.goto(f"{server}/{page_name}.html", wait_until="load")
+    assert response is not None and response.status == 200, f"{page_name}: HTTP {response and response.status}"
+    return page, record
 
 
 @pytest.mark.parametrize("page_name", PAGES)
@@ -145,29 +184,20 @@ def test_page(page_name, server, browser):
     path = HTML / f"{page_name}.html"
     assert path.exists(), f"{page_name} is in _toc.yml but {path.relative_to(ROOT)} was not built"
     origin = urlsplit(server).netloc
-    failed, external, console_errors = [], [], []
 
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-
-    def guard(route):
-        if urlsplit(route.request.url).netloc == origin or route.request.url.startswith("data:"):
-            route.continue_()
-        else:
-            external.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", guard)
-    page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))
-    page.on("response", lambda r: r.status >= 400 and failed.append(f"{r.url} (HTTP {r.status})"))
-    page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
-    page.on("pageerror", lambda e: console_errors.append(str(e)))
-
-    response = page.goto(f"{server}/{page_name}.html", wait_until="load")
-    assert response is not None and response.status == 200, f"{page_name}: HTTP {response and response.status}"
+    page, record = open_page(browser, server, page_name, 1280)
     info = page.evaluate(INSPECT)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{page_name.replace('/', '__')}.png"), full_page=True)
+    (SHOTS / "1280").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "1280" / f"{page_name.replace('/', '__')}.png"), full_page=True)
     page.close()
+    phone, phone_record = open_page(browser, server, page_name, 390)
+    phone_info = phone.evaluate(INSPECT)
+    (SHOTS / "390").mkdir(parents=True, exist_ok=True)
+    phone.screenshot(path=str(SHOTS / "390" / f"{page_name.replace('/', '__')}.png"), full_page=True)
+    phone.close()
+    failed = record["failed"] + phone_record["failed"]
+    external = record["external"] + phone_record["external"]
+    console_errors = record["console"] + phone_record["console"]
 
     assert not external, f"{page_name}: requests leave this machine (the book must work offline): {external}"
     local_failures = [f for f in failed if urlsplit(f.split(" ")[0]).netloc == origin]
@@ -179,8 +209,18 @@ def test_page(page_name, server, browser):
         assert info["hasMathJax"], f"{page_name}: has math but MathJax did not load"
     assert not info["untypeset"], f"{page_name}: math left untypeset by MathJax: {info['untypeset'][:5]}"
     assert not info["rawMath"], f"{page_name}: raw TeX in the page text: {info['rawMath'][:5]}"
+    assert not info["mathErrors"], f"{page_name}: MathJax errors (Math input error): {info['mathErrors'][:5]}"
 
     assert not info["overflowing"], f"{page_name}: outputs wider than the page: {info['overflowing'][:5]}"
+    assert phone_info["pageWidth"] <= phone_info["viewportWidth"], (
+        f"{page_name}: at 390 px the page is {phone_info['pageWidth']} px wide and scrolls sideways"
+    )
+    markers = sorted(set(MARKERS.findall(info["text"])))
+    assert not markers, f"{page_name}: test output or markers visible on the page: {markers}"
+    uncaptioned = [f["src"] for f in info["figures"] if not f["caption"].strip()]
+    assert not uncaptioned, f"{page_name}: figures without a number and caption: {uncaptioned}"
+    bad_alt = [f"{f['src']} (alt {f['alt']!r})" for f in info["figures"] if PATH_ALT.search(f["alt"])]
+    assert not bad_alt, f"{page_name}: figures whose alt text is empty or a path: {bad_alt}"
 
     bad_links = []
     for link in info["links"]:
@@ -199,6 +239,7 @@ def test_page(page_name, server, browser):
     if page_name.startswith("chapters/"):
         notebook = urljoin(f"{server}/", f"_sources/{page_name}.ipynb")
         assert notebook in info["links"], f"{page_name}: no download link to its .ipynb"
+        assert urljoin(f"{server}/", PDF_NAME) in info["links"], f"{page_name}: no download link to the PDF"
         assert (HTML / "_sources" / f"{page_name}.ipynb").exists()
         for ref in ("notation.html", "glossary.html"):
             assert urljoin(f"{server}/", ref) in info["links"], f"{page_name}: no link to {ref}"
@@ -208,11 +249,59 @@ def test_page(page_name, server, browser):
             assert real_images, f"{page_name}: the text refers to a figure but the page shows none"
 
 
-def test_header_links_to_the_repository(server, browser):
-    url = CONFIG["repository"]["url"]
-    page = browser.new_page()
-    page.route("**/*", lambda route: route.continue_() if "127.0.0.1" in route.request.url else route.abort())
-    page.goto(f"{server}/{PAGES[0]}.html")
-    hrefs = page.eval_on_selector_all(".article-header-buttons a[href], header a[href]", "els => els.map(e => e.href)")
+SIDEBAR = """() => {
+  const dialog = document.querySelector("dialog#pst-primary-sidebar-modal");
+  const sidebar = document.querySelector("#pst-primary-sidebar");
+  const holder = dialog && dialog.open ? dialog : sidebar;
+  const links = [...holder.querySelectorAll("nav a.reference")].filter(a => a.getBoundingClientRect().width > 0);
+  return {open: !!(dialog && dialog.open), hidden: getComputedStyle(sidebar).visibility === "hidden",
+          chapters: links.map(a => a.textContent.trim())};
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_navigation_opens_and_closes_the_chapter_list(width, server, browser):
+    page, _ = open_page(browser, server, PAGES[1], width)
+    before = page.evaluate(SIDEBAR)
+    toggles = page.locator(".primary-toggle")
+    assert toggles.count() == 1, f"{toggles.count()} ☰ buttons: a hidden copy would take the click"
+    assert page.locator("input.search-input, .search-button-field").count() <= 1, "more than one search box"
+    toggles.first.click()
+    page.wait_for_timeout(500)
+    after = page.evaluate(SIDEBAR)
     page.close()
-    assert any(h.rstrip("/") == url.rstrip("/") for h in hrefs), f"no header link to {url}; header links: {hrefs}"
+    if width >= 992:  # desktop: the sidebar is shown, and the button hides it
+        assert before["chapters"] and not before["hidden"], "the chapter list is not shown on a desktop"
+        assert after["hidden"], "the ☰ button did not hide the sidebar on a desktop"
+    else:  # phone: the sidebar is hidden, and the button opens it with every chapter listed
+        assert after["open"], "the ☰ button did not open the chapter list on a phone"
+        assert len(after["chapters"]) >= len(PAGES) - 1, f"chapter list on a phone: {after['chapters']}"
+
+
+def test_the_pdf_has_every_chapter():
+    from pypdf import PdfReader
+
+    pdf = HTML / PDF_NAME
+    assert pdf.exists(), f"{pdf.relative_to(ROOT)} is missing: `make pdf` prints the book"
+    reader = PdfReader(pdf)
+    bookmarks = [item.title for item in reader.outline]
+    assert len(bookmarks) == len(PAGES), f"the PDF has {len(bookmarks)} bookmarks for {len(PAGES)} pages"
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    for page_name, bookmark in zip(PAGES, bookmarks, strict=True):
+        title = bookmark.split(". ", 1)[-1]
+        assert title and title.split()[0] in text, f"{page_name}: its title {bookmark!r} is not in the PDF"
+    numbered = [b for b in bookmarks if re.match(r"\d+\. ", b)]
+    assert len(numbered) == sum(p.startswith("chapters/") for p in PAGES), f"unnumbered chapters: {bookmarks}"
+    assert "Math input error" not in text
+
+
+def test_landing_page_shows_a_picture_and_the_commands(server, browser):
+    page, _ = open_page(browser, server, PAGES[0], 1280)
+    info = page.evaluate(INSPECT)
+    page.close()
+    pictures = [img for img in info["images"] if "_images/" in img["src"] and img["width"] > 0]
+    assert pictures, "no picture on the landing page"
+    for command in ("make book", "make test"):
+        assert command in info["text"], f"the landing page does not give `{command}`"
+    assert urljoin(f"{server}/", "self-attention-tested-source.tar.gz") in info["links"], "no link to the source"
+    assert (HTML / "self-attention-tested-source.tar.gz").exists()
