@@ -72,9 +72,14 @@ unit: $(STAMP)
 # path). The second pass runs one notebook at a time: two workers of two threads each would
 # oversubscribe 2 cores, and every OpenMP barrier would then wait for a descheduled thread.
 # `make portability` still runs each variant on its own.
+# The second pass also runs each notebook as a reader who downloaded it alone: copied into an
+# empty folder of its own outside the repository, with only the installed attnlib beside it.
 nbval: $(STAMP)
 	OMP_NUM_THREADS=1 $(NBVAL)
-	OMP_NUM_THREADS=2 $(OTHER_KERNELS) $(NBVAL_ONE) chapters
+	@alone=$$(mktemp -d); for nb in $(NOTEBOOKS); do d=$$alone/$$(basename $$nb .ipynb); \
+	  mkdir -p $$d && cp $$nb $$d/; done; \
+	echo "== downloaded alone, 2 threads, other kernels: $$alone"; \
+	OMP_NUM_THREADS=2 $(OTHER_KERNELS) $(NBVAL_ONE) $$alone; status=$$?; rm -rf $$alone; exit $$status
 
 portability: $(STAMP)
 	@for v in $(VARIANTS); do echo "== $$v"; env $$v $(NBVAL_ONE) -q $(NB) || exit 1; done

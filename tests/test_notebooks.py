@@ -168,3 +168,116 @@ def test_nothing_pins_the_readers_kernels(path):
         text = "\n".join("".join(c["source"]) for c in json.loads(text)["cells"] if c["cell_type"] == "code")
     found = [pin for pin in PINS if pin in text]
     assert not found, f"{path.name} sets {found}"
+
+
+# --- What the reader sees: the page, checked from the notebook files -------------------------
+
+PAGES_MD = sorted(ROOT.glob("*.md"))
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # C0 control characters but tab and newline
+
+
+def markdown_cells(path: Path) -> list[tuple[int, str]]:
+    return [(i, "".join(c["source"])) for i, c in enumerate(load(path)["cells"]) if c["cell_type"] == "markdown"]
+
+
+def visible_code_cells(path: Path) -> list[tuple[int, dict]]:
+    hidden = {"remove-input", "remove-cell", "hide-input"}
+    return [(i, c) for i, c in enumerate(load(path)["cells"])
+            if c["cell_type"] == "code" and not hidden & set(c.get("metadata", {}).get("tags", []))]
+
+
+@pytest.mark.parametrize("path", [*NOTEBOOKS, *PAGES_MD], ids=lambda p: p.name)
+def test_no_control_characters_in_the_prose(path):
+    # A LaTeX command written through a non-raw Python string: "\frac" is a form feed, "\text" a tab,
+    # "\alpha" a bell, "\right" a carriage return. MathJax then shows "Math input error".
+    texts = markdown_cells(path) if path.suffix == ".ipynb" else [(0, path.read_text(encoding="utf-8"))]
+    for i, text in texts:
+        found = sorted({repr(ch) for ch in CONTROL.findall(text)} | ({"'\\t'"} if "\t" in text else set()))
+        assert not found, f"{path.name} cell {i}: control characters {found}"
+
+
+GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")
+GLUE_DIRECTIVE = re.compile(r"^(?:```|:::)\{glue(?::[a-z]+)?\}\s+(\S+)", re.MULTILINE)
+
+
+def glue_keys(path: Path) -> set[str]:
+    return {out["metadata"]["scrapbook"]["name"] for c in load(path)["cells"] for out in c.get("outputs", [])
+            if "scrapbook" in out.get("metadata", {})}
+
+
+def glue_references(text: str) -> list[str]:
+    return GLUE_ROLE.findall(text) + GLUE_DIRECTIVE.findall(text)
+
+
+@pytest.mark.parametrize("path", [*NOTEBOOKS, *PAGES_MD], ids=lambda p: p.name)
+def test_every_glued_reference_exists(path):
+    # A reference to a key that no cell glues renders as nothing (or fails only in some builds).
+    text = "\n".join(t for _, t in markdown_cells(path)) if path.suffix == ".ipynb" else path.read_text("utf-8")
+    missing = []
+    for ref in glue_references(text):
+        if "::" in ref:
+            doc, key = ref.split("::", 1)
+            source = ROOT / doc
+        else:
+            source, key = path, ref
+        key = key.split(":", 1)[0]  # {glue:text}`key:.3f`
+        if source.suffix != ".ipynb" or not source.exists() or key not in glue_keys(source):
+            missing.append(ref)
+    assert not missing, f"{path.name}: glue references with no glued value: {missing}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_visible_code_fits_the_column(path):
+    # The page column shows about 88 characters of code; longer lines hide their shape comments.
+    long = [(i, n) for i, c in visible_code_cells(path)
+            for n, line in enumerate("".join(c["source"]).splitlines(), 1) if len(line) > 88]
+    assert not long, f"{path.name}: visible code lines over 88 characters (cell, line): {long[:10]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_test_markers_or_test_output_on_the_page(path):
+    for i, cell in visible_code_cells(path):
+        assert "NBVAL_" not in "".join(cell["source"]), f"{path.name} cell {i}: an nbval marker on the page"
+    for i, cell in enumerate(load(path)["cells"]):
+        if cell["cell_type"] == "code" and "remove-cell" not in cell.get("metadata", {}).get("tags", []):
+            text = outputs_text(cell)
+            assert not re.search(r"(^|\n)\s*claim: ", text), f"{path.name} cell {i}: a printed 'claim:' line"
+            assert not re.search(r"<= ?[0-9.]+ met\b", text), f"{path.name} cell {i}: an acceptance target"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_cell_uses_the_book_style(path):
+    first_code = next(c for c in load(path)["cells"] if c["cell_type"] == "code")
+    assert "use_book_style()" in "".join(first_code["source"]), f"{path.name}: first code cell must set the style"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_lists_what_it_checked(path):
+    cells = load(path)["cells"]
+    headings = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                and re.search(r"^## What this chapter checked", "".join(c["source"]), re.MULTILINE)]
+    exercises = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                 and re.search(r"^## Exercises", "".join(c["source"]), re.MULTILINE)]
+    assert len(headings) == 1 and exercises and headings[0] < exercises[0], (
+        f"{path.name}: one '## What this chapter checked' section, before the exercises"
+    )
+    box = [c for c in cells[headings[0]:exercises[0]] if c["cell_type"] == "code"
+           and "claims.box()" in "".join(c["source"])]
+    assert box and "checked-claims" in outputs_text(box[0]), f"{path.name}: no box of checked claims"
+    assert "checked_claims" in glue_keys(path), f"{path.name}: glue('checked_claims', claims.index()) is missing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_figures_are_numbered_captioned_and_described(path):
+    for i, cell in enumerate(load(path)["cells"]):
+        if cell["cell_type"] != "code" or "remove-cell" in cell.get("metadata", {}).get("tags", []):
+            continue
+        if not any("image/png" in out.get("data", {}) for out in cell.get("outputs", [])):
+            continue
+        meta = cell.get("metadata", {}).get("mystnb", {})
+        figure, image = meta.get("figure", {}), meta.get("image", {})
+        assert figure.get("caption") and figure.get("name"), f"{path.name} cell {i}: a figure without caption/name"
+        alt = image.get("alt", "")
+        assert len(alt) > 15 and "/" not in alt and not alt.endswith(".png"), (
+            f"{path.name} cell {i}: alt text must say what the figure shows, got {alt!r}"
+        )
