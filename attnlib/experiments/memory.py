@@ -9,6 +9,7 @@ What none of them sees is scratch memory that a fused C++ kernel allocates inter
 
 import weakref
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -138,3 +139,22 @@ def saved_for_backward(fn, *inputs: torch.Tensor) -> tuple[int, list[tuple[int, 
         out = fn(*inputs)
     del out
     return sum(storages.values()), shapes
+
+
+def cache_sizes(cpu: str = "/sys/devices/system/cpu/cpu0/cache") -> dict[str, int]:
+    """This machine's data and unified cache sizes in bytes by level, ``{"L1": ..., "L2": ...}``.
+
+    Read as Linux reports them for CPU 0 (the folder ``cpu``); empty where the folder is missing
+    (another operating system).
+    """
+    sizes = {}
+    for index in sorted(Path(cpu).glob("index*")):
+        try:
+            kind = (index / "type").read_text().strip()
+            size, level = (index / "size").read_text().strip(), (index / "level").read_text().strip()
+        except OSError:
+            continue
+        if kind in ("Data", "Unified") and size:  # e.g. "2048K"
+            factor = {"K": 2**10, "M": 2**20, "G": 2**30}.get(size[-1], 1)
+            sizes[f"L{level}"] = int(size.rstrip("KMG")) * factor
+    return sizes
