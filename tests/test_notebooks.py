@@ -197,7 +197,7 @@ def test_no_control_characters_in_the_prose(path):
 
 
 GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")
-GLUE_DIRECTIVE = re.compile(r"^(?:```|:::)\{glue(?::[a-z]+)?\}\s+(\S+)", re.MULTILINE)
+GLUE_DIRECTIVE = re.compile(r"^(?:```|:::)\{glue(?::[a-z]+)?\}\s+(\S+)\n(?::doc:\s*(\S+))?", re.MULTILINE)
 
 
 def glue_keys(path: Path) -> set[str]:
@@ -206,7 +206,9 @@ def glue_keys(path: Path) -> set[str]:
 
 
 def glue_references(text: str) -> list[str]:
-    return GLUE_ROLE.findall(text) + GLUE_DIRECTIVE.findall(text)
+    """Every glued key a text pastes, as ``key`` or ``document::key`` (a directive's ``:doc:``)."""
+    directives = [f"{doc}::{key}" if doc else key for key, doc in GLUE_DIRECTIVE.findall(text)]
+    return GLUE_ROLE.findall(text) + directives
 
 
 @pytest.mark.parametrize("path", [*NOTEBOOKS, *PAGES_MD], ids=lambda p: p.name)
