@@ -1,0 +1,106 @@
+"""The Chinese edition: the same notebooks and pages, the prose translated with Sphinx's gettext.
+
+    .venv/bin/python tools/editions.py config    # write _build/_config.zh_CN.yml (the Chinese build's config)
+    .venv/bin/python tools/editions.py update    # extract the English prose, merge it into locales/zh_CN
+    .venv/bin/python tools/editions.py check     # fail if any English string lacks a current translation
+
+The translations live in ``locales/zh_CN/LC_MESSAGES/<page>.po`` (sphinx-intl's layout), one file
+per page of _toc.yml. Code, outputs and figures are not translated: both editions are built from
+the same executed notebooks, so every glued number is the same file's number in both.
+
+``check`` is the drift gate of ``make test``: it extracts the English strings afresh and fails when
+one has no translation (a new or edited sentence), when a translation is marked fuzzy, or when a
+translation lost or changed the markup of its English original (math, inline code, roles such
+as glue references and cross-references), which would change what the page shows.
+"""
+
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+from babel.messages.pofile import read_po
+
+ROOT = Path(__file__).resolve().parents[1]
+LANGUAGE = "zh_CN"
+LOCALES = ROOT / "locales"
+ZH_CONFIG = ROOT / "_build" / f"_config.{LANGUAGE}.yml"
+JB = str(Path(sys.executable).with_name("jupyter-book"))
+
+# What a translation must carry over unchanged from its English original.
+MARKUP = re.compile(r"(\{[a-z:-]+\}`[^`]*`|``[^`]+``|`[^`]+`|\$\$.*?\$\$|\$[^$]+\$|https?://\S+)", re.DOTALL)
+
+
+def zh_config() -> Path:
+    """The Chinese build's config: _config.yml with the language, the title and the output changed."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    config["title"] = "自注意力，经过检验"
+    config.setdefault("sphinx", {}).setdefault("config", {})["language"] = LANGUAGE
+    ZH_CONFIG.parent.mkdir(parents=True, exist_ok=True)
+    ZH_CONFIG.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return ZH_CONFIG
+
+
+def extract(out: Path) -> Path:
+    """Every translatable string of the English book, as .pot files under ``out``."""
+    subprocess.run([JB, "build", str(ROOT), "--builder", "custom", "--custom-builder", "gettext",
+                    "--path-output", str(out), "--all"], check=True, capture_output=True, text=True)
+    return out / "_build" / "gettext"
+
+
+def markup(text: str) -> list[str]:
+    return sorted(MARKUP.findall(text))
+
+
+def problems(pot_dir: Path) -> list[str]:
+    found = []
+    for pot in sorted(pot_dir.rglob("*.pot")):
+        page = pot.relative_to(pot_dir).with_suffix("")
+        po_path = LOCALES / LANGUAGE / "LC_MESSAGES" / f"{page}.po"
+        template = read_po(pot.open(encoding="utf-8"))
+        if not po_path.exists():
+            found.append(f"{page}: no translation file {po_path.relative_to(ROOT)}")
+            continue
+        catalog = read_po(po_path.open(encoding="utf-8"))
+        for message in template:
+            if not message.id:
+                continue
+            english = message.id
+            translated = catalog.get(english)
+            short = english[:70].replace("\n", " ")
+            if translated is None or not translated.string:
+                found.append(f"{page}: not translated: {short!r}")
+            elif translated.fuzzy:
+                found.append(f"{page}: translation marked fuzzy (the English changed): {short!r}")
+            elif markup(english) != markup(translated.string):
+                lost = sorted(set(markup(english)) ^ set(markup(translated.string)))
+                found.append(f"{page}: the translation changes the markup {lost[:4]}: {short!r}")
+    return found
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "check"
+    if command == "config":
+        print(zh_config().relative_to(ROOT))
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:  # gettext needs a fresh doctree folder
+        pot_dir = extract(Path(tmp))
+        if command == "update":
+            subprocess.run([str(Path(sys.executable).with_name("sphinx-intl")), "update", "-p", str(pot_dir),
+                            "-l", LANGUAGE, "-d", str(LOCALES), "-w", "0"], check=True)
+            return 0
+        found = problems(pot_dir)
+    for line in found[:40]:
+        print(line)
+    if found:
+        print(f"{len(found)} strings of the English book have no current Chinese translation: edit the .po files "
+              f"in {LOCALES.relative_to(ROOT)}/{LANGUAGE}/LC_MESSAGES (tools/editions.py update merges new strings)")
+        return 1
+    print("every English string has its Chinese translation")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
