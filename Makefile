@@ -40,8 +40,13 @@ book: $(STAMP) build pdf
 	@echo "Built. Open _build/html/index.html in a browser, or serve it:"
 	@echo "  $(BIN)/python -m http.server --directory _build/html 8000   # then http://127.0.0.1:8000"
 
+# Two editions from the same notebooks: English in _build/html, Chinese (the prose translated in
+# locales/zh_CN, tools/editions.py) in _build/html/zh, so one site serves both.
 build: $(STAMP)
 	$(BIN)/jupyter-book build . --all -n -W --keep-going
+	$(BIN)/python tools/editions.py config >/dev/null
+	$(BIN)/jupyter-book build . --config _build/_config.zh_CN.yml --path-output _build/zh --all -n -W --keep-going
+	rm -rf _build/html/zh && cp -r _build/zh/_build/html _build/html/zh
 	$(MAKE) --no-print-directory source
 
 # The book's source as one archive, linked from the landing page: the committed files in a git
@@ -55,9 +60,10 @@ source:
 	    --transform 's,^\.,self-attention-tested,' -czf _build/source.tar.gz . && mv _build/source.tar.gz $(SOURCE); \
 	fi
 
-# The whole book as one PDF (every page printed by headless Chromium, joined): needs Chromium.
+# The whole book as one PDF per edition (every page printed by headless Chromium, joined).
 pdf: $(STAMP) build
 	$(BIN)/python tools/print_book.py
+	$(BIN)/python tools/print_book.py zh
 
 test: $(STAMP) lint unit nbval build browser
 

@@ -34,3 +34,22 @@ document.addEventListener("DOMContentLoaded", () => {
     button.replaceWith(link);
   });
 });
+
+// The two editions: the English book at the site's root, the Chinese one in zh/. Every page links
+// to the same page in the other edition, beside the download menu.
+document.addEventListener("DOMContentLoaded", () => {
+  const buttons = document.querySelector(".article-header-buttons");
+  if (!buttons) return;
+  const chinese = (document.documentElement.lang || "").startsWith("zh");
+  const root = new URL(document.documentElement.dataset.content_root || "./", window.location.href);
+  const page = window.location.href.slice(root.href.length).split("#")[0] || "index.html";
+  const other = new URL(chinese ? "../" + page : "zh/" + page, root);
+  const link = document.createElement("a");
+  link.href = other.href;
+  link.className = "btn btn-sm edition-switch";
+  link.lang = chinese ? "en" : "zh-CN";
+  link.hreflang = link.lang;
+  link.textContent = chinese ? "English" : "中文";
+  link.title = chinese ? "This page in English" : "本页中文版";
+  buttons.prepend(link);
+});

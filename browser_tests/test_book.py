@@ -35,6 +35,9 @@ def toc_pages() -> list[str]:
 
 
 PAGES = toc_pages()
+EDITIONS = {"en": "", "zh": "zh/"}  # the Chinese edition is served from zh/ beside the English one
+CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
+LATIN = re.compile(r"[A-Za-z]")
 
 
 def find_chromium() -> str | None:
@@ -145,6 +148,14 @@ async () => {
         ? img.closest("figure").querySelector("figcaption").innerText : "",
     })),
     pageWidth: document.documentElement.scrollWidth,
+    glued: [...document.querySelectorAll(".pasted-text, .pasted-inline")].map(el => el.textContent.trim()),
+    prose: (() => {
+      const article = document.querySelector("article") || document.body;
+      const copy = article.cloneNode(true);
+      copy.querySelectorAll("pre, code, mjx-container, .cell_output, .cell_input, .math, script, style, table")
+        .forEach(el => el.remove());
+      return copy.textContent;
+    })(),
     viewportWidth: window.innerWidth,
   };
 }
@@ -179,22 +190,26 @@ def open_page(browser, server, page_name, width):
     return page, record
 
 
+@functools.cache
+def inspected(server, browser, edition, page_name, width):
+    """What a reader of one edition sees on one page at one width (each page is opened once)."""
+    page, record = open_page(browser, server, EDITIONS[edition] + page_name, width)
+    info = page.evaluate(INSPECT)
+    folder = SHOTS / edition / str(width)
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{page_name.replace('/', '__')}.png"), full_page=True)
+    page.close()
+    return info, record
+
+
+@pytest.mark.parametrize("edition", list(EDITIONS))
 @pytest.mark.parametrize("page_name", PAGES)
-def test_page(page_name, server, browser):
-    path = HTML / f"{page_name}.html"
+def test_page(page_name, edition, server, browser):
+    path = HTML / f"{EDITIONS[edition]}{page_name}.html"
     assert path.exists(), f"{page_name} is in _toc.yml but {path.relative_to(ROOT)} was not built"
     origin = urlsplit(server).netloc
-
-    page, record = open_page(browser, server, page_name, 1280)
-    info = page.evaluate(INSPECT)
-    (SHOTS / "1280").mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "1280" / f"{page_name.replace('/', '__')}.png"), full_page=True)
-    page.close()
-    phone, phone_record = open_page(browser, server, page_name, 390)
-    phone_info = phone.evaluate(INSPECT)
-    (SHOTS / "390").mkdir(parents=True, exist_ok=True)
-    phone.screenshot(path=str(SHOTS / "390" / f"{page_name.replace('/', '__')}.png"), full_page=True)
-    phone.close()
+    info, record = inspected(server, browser, edition, page_name, 1280)
+    phone_info, phone_record = inspected(server, browser, edition, page_name, 390)
     failed = record["failed"] + phone_record["failed"]
     external = record["external"] + phone_record["external"]
     console_errors = record["console"] + phone_record["console"]
@@ -236,17 +251,33 @@ def test_page(page_name, server, browser):
             bad_links.append(f"{link} (no such anchor)")
     assert not bad_links, f"{page_name}: internal links that do not resolve: {bad_links}"
 
+    site = urljoin(f"{server}/", EDITIONS[edition])
+    other = {"en": "zh", "zh": "en"}[edition]
+    assert urljoin(urljoin(f"{server}/", EDITIONS[other]), f"{page_name}.html") in info["links"], (
+        f"{page_name}: no link to the same page in the other edition"
+    )
+    assert urljoin(site, PDF_NAME) in info["links"] or not page_name.startswith("chapters/"), (
+        f"{page_name}: no download link to the PDF"
+    )
     if page_name.startswith("chapters/"):
-        notebook = urljoin(f"{server}/", f"_sources/{page_name}.ipynb")
+        notebook = urljoin(site, f"_sources/{page_name}.ipynb")
         assert notebook in info["links"], f"{page_name}: no download link to its .ipynb"
-        assert urljoin(f"{server}/", PDF_NAME) in info["links"], f"{page_name}: no download link to the PDF"
-        assert (HTML / "_sources" / f"{page_name}.ipynb").exists()
         for ref in ("notation.html", "glossary.html"):
-            assert urljoin(f"{server}/", ref) in info["links"], f"{page_name}: no link to {ref}"
+            assert urljoin(site, ref) in info["links"], f"{page_name}: no link to {ref}"
         mentions_figure = re.search(r"\b(figure|plot|heatmap)s?\b", info["text"], re.IGNORECASE)
         real_images = [img for img in info["images"] if img["width"] > 0 and "_images/" in img["src"]]
-        if mentions_figure:
+        if mentions_figure and edition == "en":
             assert real_images, f"{page_name}: the text refers to a figure but the page shows none"
+    if edition == "zh":
+        cjk, latin = len(CJK.findall(info["prose"])), len(LATIN.findall(info["prose"]))
+        share = cjk / max(1, cjk + latin)
+        assert share >= 0.5, f"{page_name}: the Chinese page's prose is {share:.0%} Chinese characters"
+        english, _ = inspected(server, browser, "en", page_name, 1280)
+        assert sorted(info["glued"]) == sorted(english["glued"]), (
+            f"{page_name}: the glued values differ between the editions: "
+            f"{sorted(set(info['glued']) ^ set(english['glued']))[:8]}"
+        )
+        assert all(value for value in info["glued"]), f"{page_name}: an empty glued value on the Chinese page"
 
 
 SIDEBAR = """() => {
@@ -259,9 +290,10 @@ SIDEBAR = """() => {
 }"""
 
 
+@pytest.mark.parametrize("edition", list(EDITIONS))
 @pytest.mark.parametrize("width", [1280, 390])
-def test_navigation_opens_and_closes_the_chapter_list(width, server, browser):
-    page, _ = open_page(browser, server, PAGES[1], width)
+def test_navigation_opens_and_closes_the_chapter_list(width, edition, server, browser):
+    page, _ = open_page(browser, server, EDITIONS[edition] + PAGES[1], width)
     before = page.evaluate(SIDEBAR)
     toggles = page.locator(".primary-toggle")
     assert toggles.count() == 1, f"{toggles.count()} ☰ buttons: a hidden copy would take the click"
@@ -278,10 +310,11 @@ def test_navigation_opens_and_closes_the_chapter_list(width, server, browser):
         assert len(after["chapters"]) >= len(PAGES) - 1, f"chapter list on a phone: {after['chapters']}"
 
 
-def test_the_pdf_has_every_chapter():
+@pytest.mark.parametrize("edition", list(EDITIONS))
+def test_the_pdf_has_every_chapter(edition):
     from pypdf import PdfReader
 
-    pdf = HTML / PDF_NAME
+    pdf = HTML / EDITIONS[edition] / PDF_NAME
     assert pdf.exists(), f"{pdf.relative_to(ROOT)} is missing: `make pdf` prints the book"
     reader = PdfReader(pdf)
     bookmarks = [item.title for item in reader.outline]
