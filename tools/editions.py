@@ -3,6 +3,7 @@
     .venv/bin/python tools/editions.py config    # write _build/_config.zh_CN.yml (the Chinese build's config)
     .venv/bin/python tools/editions.py update    # extract the English prose, merge it into locales/zh_CN
     .venv/bin/python tools/editions.py check     # fail if any English string lacks a current translation
+    .venv/bin/python tools/editions.py glue-paths [NOTEBOOK ...]   # glue roles in the form both builds resolve
 
 The translations live in ``locales/zh_CN/LC_MESSAGES/<page>.po`` (sphinx-intl's layout), one file
 per page of _toc.yml. Code, outputs and figures are not translated: both editions are built from
@@ -80,10 +81,38 @@ def problems(pot_dir: Path) -> list[str]:
     return found
 
 
+SHORT_GLUE = re.compile(r"\{glue:text\}`(?![^`]*::)([^`:]+)(:[^`]*)?`")
+
+
+def glue_paths(notebook: Path) -> int:
+    """Rewrite ``{glue:text}`key` `` as ``{glue:text}`chapters/x.ipynb::key:s` `` in a notebook's prose.
+
+    In a translated build the short form finds no glued value (it renders empty); the form with the
+    document's path works in both editions. ``:s`` prints the value as the short form does."""
+    import nbformat
+
+    doc = notebook.resolve().relative_to(ROOT).as_posix()
+    nb = nbformat.read(notebook, as_version=4)
+    changed = 0
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        new, n = SHORT_GLUE.subn(lambda m: f"{{glue:text}}`{doc}::{m.group(1)}{m.group(2) or ':s'}`", cell.source)
+        if n:
+            cell.source, changed = new, changed + n
+    if changed:
+        nbformat.write(nb, notebook)
+    return changed
+
+
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "check"
     if command == "config":
         print(zh_config().relative_to(ROOT))
+        return 0
+    if command == "glue-paths":
+        for path in argv[2:] or sorted((ROOT / "chapters").glob("*.ipynb")):
+            print(f"{path}: {glue_paths(Path(path))} glue references given their document's path")
         return 0
     with tempfile.TemporaryDirectory() as tmp:  # gettext needs a fresh doctree folder
         pot_dir = extract(Path(tmp))
