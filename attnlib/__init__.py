@@ -23,6 +23,7 @@ one module per experiment; see its docstring.
 
 from .analysis import attention_entropy, attention_mass_beyond, mean_attention_distance
 from .attention import SCORES, attention, grouped_query_attention
+from .block import Block, Config
 from .cache import KVCache, kv_cache_bytes
 from .chunked import chunked_attention
 from .decoder import TransformerLM, filter_logits, generate
@@ -37,6 +38,8 @@ from .training import count_parameters, reproducible, train
 
 __all__ = [
     "SCORES",
+    "Block",
+    "Config",
     "KVCache",
     "MultiHeadCrossAttention",
     "MultiHeadSelfAttention",

@@ -1,80 +1,83 @@
-"""A decoder-only Transformer built on MultiHeadSelfAttention, and text generation from it (chapter 10)."""
+"""A decoder-only Transformer built of :class:`attnlib.block.Block`, and text generation from it (chapters 10, 12).
+
+::
+
+    model = TransformerLM(Config(vocab_size=100, context=64, d_model=64, n_heads=4, n_layers=2))
+    model = TransformerLM(Config(100, 64, n_kv_heads=1, rotary=True))   # chapter 12's settings
+    logits = model(idx)                          # idx (batch, n) -> (batch, n, vocab_size)
+    cache = KVCache(model.config.n_layers)
+    logits = model(idx[:, :5], cache)            # fills the cache; then one token at a time:
+    logits = model(idx[:, 5:6], cache)           # the same logits as model(idx[:, :6])[:, 5:]
+    text = generate(model, prompt, 100, temperature=1.0, generator=torch.Generator().manual_seed(0))
+"""
 
 import torch
 from torch import nn
 
-from .cache import KVCache, cached_self_attention
+from .block import Block, Config
+from .cache import KVCache
 from .checks import check_positive_int
-from .layers import MultiHeadSelfAttention
 from .softmax import softmax
 
 
-class Block(nn.Module):
-    """One pre-norm Transformer block: ``x + attn(LN(x))``, then ``x + FF(LN(x))``.
-
-    x: (..., n, d_model) -> output (..., n, d_model), weights (..., n_heads, n, n_k).
-    The attention is causal: position t reads positions 0..t only. With a ``cache``, x holds only
-    the new positions and the keys and values of the past come from the cache (n_k = n_past + n).
-    """
-
-    def __init__(self, d_model: int, n_heads: int, d_ff: int):
-        super().__init__()
-        self.ln1 = nn.LayerNorm(d_model)
-        self.attn = MultiHeadSelfAttention(d_model, n_heads)
-        self.causal = True  # a language model must not read the future (a test switches it off)
-        self.ln2 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
-
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0):
-        if cache is None:
-            mixed, weights = self.attn(self.ln1(x), causal=self.causal)  # (..., n, d_model), (..., h, n, n)
-        else:
-            mixed, weights = cached_self_attention(self.attn, self.ln1(x), cache, layer)  # (.., n, d), (.., h, n, n_k)
-        x = x + mixed  # residual: (..., n, d_model)
-        x = x + self.ff(self.ln2(x))  # (..., n, d_model) -> (..., n, d_ff) -> (..., n, d_model)
-        return x, weights
-
-
 class TransformerLM(nn.Module):
-    """Decoder-only language model: token + position embeddings, causal blocks, a linear head.
+    """Decoder-only language model: token embeddings, causal :class:`Block` s, a LayerNorm, a linear head.
 
     idx: (batch, n) token ids, n <= context -> logits (batch, n, vocab_size); ``logits[:, t]``
-    scores the token that follows ``idx[:, :t+1]``. Positions are learnt absolute embeddings
-    0 .. context - 1.
+    scores the token that follows ``idx[:, :t+1]``. Positions: learnt absolute embeddings
+    0 .. context - 1 added to the tokens, or with ``config.rotary`` none added, the queries and keys
+    rotated instead. ``config.n_kv_heads`` key/value heads (the cache keeps only those).
     """
 
-    def __init__(self, vocab_size: int, context: int, d_model: int = 64, n_heads: int = 4, n_layers: int = 2,
-                 d_ff: int | None = None):
+    def __init__(self, config: Config):
         super().__init__()
-        self.context = context
-        self.tok = nn.Embedding(vocab_size, d_model)
-        self.pos = nn.Embedding(context, d_model)
-        self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff or 4 * d_model) for _ in range(n_layers))
-        self.ln_f = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, vocab_size)
+        if not isinstance(config, Config):
+            raise TypeError(f"TransformerLM takes a Config, got {type(config).__name__}: write "
+                            "TransformerLM(Config(vocab_size, context, d_model=..., n_heads=..., n_layers=...))")
+        self.config, self.context = config, config.context
+        self.tok = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos = None if config.rotary else nn.Embedding(config.context, config.d_model)
+        self.drop = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_f = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.vocab_size)
 
-    def forward_with_weights(self, idx: torch.Tensor, cache: KVCache | None = None):
+    def forward_with_weights(self, idx: torch.Tensor, cache: KVCache | None = None, *,
+                             mask: torch.Tensor | None = None):
         """Logits (batch, n, vocab_size) and each layer's attention weights (batch, n_heads, n, n_k).
 
         With a ``cache`` (a :class:`KVCache`), ``idx`` holds only the new tokens, which stand at
         positions ``len(cache)`` onwards; their keys and values are appended to the cache.
+        ``mask``: boolean (n, n_k), ``True`` = may attend, applied in every layer on top of the
+        causal mask (for example :func:`attnlib.sliding_window_mask`).
         """
-        if idx.dim() != 2 or idx.dtype != torch.long:
-            raise ValueError(f"idx must be int64 token ids of shape (batch, n), got {idx.dtype} {tuple(idx.shape)}")
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype != torch.long:
+            raise ValueError(f"idx must be int64 token ids of shape (batch, n), got {_describe(idx)}")
+        if idx.numel() and not 0 <= int(idx.min()) <= int(idx.max()) < self.config.vocab_size:
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got ids from "
+                             f"{int(idx.min())} to {int(idx.max())}")
         start, n = (0 if cache is None else len(cache)), idx.shape[1]
         if not 1 <= start + n <= self.context:
             raise ValueError(f"sequence length (cached {start} + new {n}) must be between 1 and "
                              f"context={self.context}")
         positions = torch.arange(start, start + n, device=idx.device)  # (n,)
-        x = self.tok(idx) + self.pos(positions)  # (batch, n, d) + (n, d) -> (batch, n, d)
+        x = self.tok(idx)  # (batch, n) -> (batch, n, d_model)
+        if self.pos is not None:
+            x = x + self.pos(positions)  # (batch, n, d) + (n, d) -> (batch, n, d)
+        x = self.drop(x)
         weights = []
         for layer, block in enumerate(self.blocks):
-            x, w = block(x, cache, layer)  # (batch, n, d_model), (batch, n_heads, n, n_k)
+            x, w, _ = block(x, mask=mask, positions=positions, cache=cache, layer=layer)  # (b, n, d), (b, h, n, n_k)
             weights.append(w)
         return self.head(self.ln_f(x)), weights  # (batch, n, d_model) -> (batch, n, vocab_size)
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        return self.forward_with_weights(idx, cache)[0]
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, *,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_with_weights(idx, cache, mask=mask)[0]
+
+
+def _describe(t) -> str:
+    return f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
 
 
 def filter_logits(logits: torch.Tensor, *, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
@@ -138,8 +141,9 @@ def generate(model: nn.Module, prompt: torch.Tensor, n_new: int, *, temperature:
     The model reads exactly its last ``model.context`` tokens. With ``use_cache`` (a
     :class:`TransformerLM` only), the first step reads the prompt and fills a :class:`KVCache`;
     each later step feeds only the newest token. Once the text outgrows the context the window
-    slides, every token's learnt position changes and every cached key with it, so the cache is
-    rebuilt from the last ``context`` tokens: cached and uncached generation give the same tokens.
+    slides, every token's position changes (its learnt embedding, or its rotation) and every
+    cached key with it, so the cache is rebuilt from the last ``context`` tokens: cached and
+    uncached generation give the same tokens.
     The draws come from ``generator`` only: a generator seeded the same way gives the same text.
     """
     if not isinstance(prompt, torch.Tensor) or prompt.dim() != 1 or len(prompt) < 1:
@@ -156,7 +160,7 @@ def generate(model: nn.Module, prompt: torch.Tensor, n_new: int, *, temperature:
         if not use_cache:
             logits = model(ids[-model.context :][None])[0, -1]  # (1, n) -> (1, n, vocab) -> (vocab,)
         elif cache is None or len(cache) == model.context:  # first step, or the window slides: (re)build
-            cache = KVCache(len(model.blocks))
+            cache = KVCache(model.config.n_layers)
             logits = model(ids[-model.context :][None], cache)[0, -1]  # (1, n) -> (vocab,)
         else:
             logits = model(ids[-1:][None], cache)[0, -1]  # (1, 1) -> (1, 1, vocab) -> (vocab,)

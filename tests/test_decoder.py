@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.testing import assert_close
 
-from attnlib import KVCache, TransformerLM, attention, causal_mask, filter_logits, generate, kv_cache_bytes
+from attnlib import Config, KVCache, TransformerLM, attention, causal_mask, filter_logits, generate, kv_cache_bytes
 from attnlib.experiments.language_modelling import LSTMLM
 
 VOCAB, CONTEXT = 11, 16
@@ -17,7 +17,7 @@ TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
 def _model(dtype=torch.float64, seed=0):
     torch.manual_seed(seed)
-    return TransformerLM(VOCAB, CONTEXT, d_model=16, n_heads=4, n_layers=2).to(dtype).eval()
+    return TransformerLM(Config(VOCAB, CONTEXT, d_model=16, n_heads=4, n_layers=2)).to(dtype).eval()
 
 
 # ---------------------------------------------------------------- causal masks when n_q != n_k
@@ -65,7 +65,7 @@ def test_cached_logits_equal_a_full_recomputation(dtype):
     model = _model(dtype)
     ids = torch.randint(VOCAB, (3, CONTEXT), generator=torch.Generator().manual_seed(1))
     full = model(ids)  # (3, CONTEXT, VOCAB), no cache
-    cache = KVCache(len(model.blocks))
+    cache = KVCache(model.config.n_layers)
     steps = [model(ids[:, :5], cache)]  # a prompt of 5 tokens fills the cache
     steps.append(model(ids[:, 5:8], cache))  # a block of 3 new tokens (bottom-right mask)
     for t in range(8, CONTEXT):
@@ -76,7 +76,7 @@ def test_cached_logits_equal_a_full_recomputation(dtype):
 
 def test_a_cached_step_computes_one_query_and_keeps_every_key():
     model = _model()
-    cache = KVCache(len(model.blocks))
+    cache = KVCache(model.config.n_layers)
     model(torch.randint(VOCAB, (2, 7)), cache)
     _, weights = model.forward_with_weights(torch.randint(VOCAB, (2, 1)), cache)
     assert all(w.shape == (2, 4, 1, 8) for w in weights)  # one query, 7 cached keys + its own
@@ -85,14 +85,14 @@ def test_a_cached_step_computes_one_query_and_keeps_every_key():
 
 def test_cache_memory_is_two_layers_positions_width_bytes():
     model = _model(torch.float32)
-    cache = KVCache(len(model.blocks))
+    cache = KVCache(model.config.n_layers)
     model(torch.randint(VOCAB, (1, 9)), cache)
     assert cache.nbytes() == kv_cache_bytes(n_layers=2, n=9, d_model=16, bytes_per_number=4) == 2 * 2 * 9 * 16 * 4
 
 
 def test_cache_cannot_grow_past_the_context():
     model = _model()
-    cache = KVCache(len(model.blocks))
+    cache = KVCache(model.config.n_layers)
     model(torch.randint(VOCAB, (1, CONTEXT)), cache)
     with pytest.raises(ValueError, match=rf"cached {CONTEXT} \+ new 1\) must be between 1 and context={CONTEXT}"):
         model(torch.randint(VOCAB, (1, 1)), cache)
@@ -126,7 +126,7 @@ class _Recording(TransformerLM):
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_generate_reads_exactly_the_last_context_tokens(use_cache):
     torch.manual_seed(0)
-    model = _Recording(VOCAB, CONTEXT, d_model=16, n_heads=4, n_layers=2).double()
+    model = _Recording(Config(VOCAB, CONTEXT, d_model=16, n_heads=4, n_layers=2)).double()
     prompt = torch.randint(VOCAB, (CONTEXT + 5,), generator=torch.Generator().manual_seed(2))
     before, inside = prompt.clone(), prompt.clone()
     before[-CONTEXT - 1] = (prompt[-CONTEXT - 1] + 1) % VOCAB  # the newest token outside the window
@@ -237,7 +237,7 @@ def test_sampling_with_a_seed_is_reproducible_and_another_seed_differs():
 
 def test_generate_works_for_the_lstm_without_a_cache():
     torch.manual_seed(0)
-    lstm = LSTMLM(VOCAB, CONTEXT, d_hidden=8)
+    lstm = LSTMLM(VOCAB, CONTEXT, d_model=8)
     ids = generate(lstm, torch.tensor([1]), 20, temperature=1.0, generator=torch.Generator().manual_seed(0),
                    use_cache=False)
     assert ids.shape == (21,)

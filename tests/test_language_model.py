@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.testing import assert_close
 
-from attnlib import TransformerLM, count_parameters
+from attnlib import Block, Config, TransformerLM, count_parameters
 from attnlib.experiments.book_text import (
     CharTokenizer,
     book_documents,
@@ -135,7 +135,7 @@ def test_batch_rejects_too_short_sequence():
 
 
 def _small_model(dtype=torch.float64):
-    return TransformerLM(vocab_size=11, context=16, d_model=16, n_heads=4, n_layers=2).to(dtype)
+    return TransformerLM(Config(vocab_size=11, context=16, d_model=16, n_heads=4, n_layers=2)).to(dtype)
 
 
 @pytest.mark.parametrize("t", [0, 5, 14])
@@ -149,14 +149,17 @@ def test_causal_mask_keeps_position_t_from_seeing_the_future(t):
     assert not torch.allclose(new_logits[:, t + 1], logits[:, t + 1])  # position t+1 sees its new token
 
 
-def test_without_the_mask_the_past_sees_the_future():
-    model = _small_model()
-    for block in model.blocks:
-        block.causal = False  # the test above must fail for such a model
-    x = torch.randint(11, (2, 16))
+def test_a_block_without_the_causal_mask_lets_the_past_see_the_future():
+    """The test above must be able to fail: an encoder's block (causal=False) reads later positions."""
+    config = Config(vocab_size=11, context=16, d_model=16, n_heads=4, n_layers=1)
+    torch.manual_seed(0)
+    causal, encoder = Block(config).double(), Block(config, causal=False).double()
+    encoder.load_state_dict(causal.state_dict())  # the same weights
+    x = torch.randn(2, 16, 16, dtype=torch.float64)
     changed = x.clone()
-    changed[:, 10] = (x[:, 10] + 1) % 11
-    assert not torch.allclose(model(changed)[:, 3], model(x)[:, 3])
+    changed[:, 10] = torch.randn(2, 16, dtype=torch.float64)  # (a shift alone LayerNorm would remove)
+    assert_close(causal(changed).x[:, :10], causal(x).x[:, :10], rtol=0, atol=0)
+    assert not torch.allclose(encoder(changed).x[:, 3], encoder(x).x[:, 3])
 
 
 def test_transformer_shapes_and_causal_weights():
@@ -180,7 +183,7 @@ def test_transformer_rejects_float_input():
 
 
 def test_lstm_is_causal_too():
-    model = LSTMLM(11, context=16, d_hidden=8).double()
+    model = LSTMLM(11, context=16, d_model=8).double()
     x = torch.randint(11, (2, 12))
     changed = x.clone()
     changed[:, 7:] = (x[:, 7:] + 1) % 11
@@ -194,7 +197,7 @@ def test_lstm_rejects_float_input():
 
 @pytest.mark.parametrize("d_model,n_layers,vocab", [(64, 2, 90), (32, 1, 140), (48, 3, 60)])
 def test_matching_lstm_has_the_same_parameter_count_within_10_percent(d_model, n_layers, vocab):
-    target = count_parameters(TransformerLM(vocab, 64, d_model=d_model, n_heads=4, n_layers=n_layers))
+    target = count_parameters(TransformerLM(Config(vocab, 64, d_model=d_model, n_heads=4, n_layers=n_layers)))
     lstm = LSTMLM.matching(target, vocab, 64)
     assert abs(count_parameters(lstm) - target) <= 0.1 * target
     # and no other width is closer
@@ -245,7 +248,7 @@ def test_training_is_deterministic_and_learns_a_repeating_text():
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        model = TransformerLM(4, 16, d_model=16, n_heads=2, n_layers=1)
+        model = TransformerLM(Config(4, 16, d_model=16, n_heads=2, n_layers=1))
         runs.append(train_lm(model, train, val, steps=60, batch_size=8, context=16, lr=1e-2, eval_every=20, seed=1))
     assert runs[0] == runs[1]
     assert runs[0]["step"] == [20, 40, 60]
@@ -331,7 +334,7 @@ def test_training_records_the_test_loss_only_when_asked_and_it_does_not_change_t
     runs = {}
     for with_test in (False, True):
         torch.manual_seed(0)
-        model = TransformerLM(4, 8, d_model=8, n_heads=2, n_layers=1)
+        model = TransformerLM(Config(4, 8, d_model=8, n_heads=2, n_layers=1))
         runs[with_test] = train_lm(model, train, val, steps=20, batch_size=4, context=8, lr=1e-2, eval_every=10,
                                    seed=1, test_ids=test if with_test else None)
         if with_test:

@@ -16,18 +16,18 @@ class LSTMLM(nn.Module):
     state, not a key-value cache), as for :class:`attnlib.TransformerLM`.
     """
 
-    def __init__(self, vocab_size: int, context: int, d_hidden: int, n_layers: int = 1):
+    def __init__(self, vocab_size: int, context: int, d_model: int, n_layers: int = 1):
         super().__init__()
         self.context = context
-        self.tok = nn.Embedding(vocab_size, d_hidden)
-        self.lstm = nn.LSTM(d_hidden, d_hidden, num_layers=n_layers, batch_first=True)
-        self.head = nn.Linear(d_hidden, vocab_size)
+        self.tok = nn.Embedding(vocab_size, d_model)
+        self.lstm = nn.LSTM(d_model, d_model, num_layers=n_layers, batch_first=True)
+        self.head = nn.Linear(d_model, vocab_size)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         if idx.dim() != 2 or idx.dtype != torch.long:
             raise ValueError(f"idx must be int64 token ids of shape (batch, n), got {idx.dtype} {tuple(idx.shape)}")
-        h, _ = self.lstm(self.tok(idx))  # (batch, n) -> (batch, n, d_hidden)
-        return self.head(h)  # (batch, n, d_hidden) -> (batch, n, vocab_size)
+        h, _ = self.lstm(self.tok(idx))  # (batch, n) -> (batch, n, d_model)
+        return self.head(h)  # (batch, n, d_model) -> (batch, n, vocab_size)
 
     @classmethod
     def matching(cls, n_params: int, vocab_size: int, context: int, n_layers: int = 1) -> "LSTMLM":
