@@ -51,8 +51,17 @@ def extract(out: Path) -> Path:
     return out / "_build" / "gettext"
 
 
+TITLED_ROLE = re.compile(r"^\{(term|ref|numref|doc)\}`(?:[^`<]*<([^`>]+)>|([^`]+))`$")
+
+
 def markup(text: str) -> list[str]:
-    return sorted(MARKUP.findall(text))
+    """The markup a translation must keep: math, code, URLs and roles. A role's visible title may be
+    translated (``{term}`查询 <query>` `` for ``{term}`query` ``); its target may not."""
+    found = []
+    for item in MARKUP.findall(text):
+        titled = TITLED_ROLE.match(item)
+        found.append(f"{{{titled[1]}}}`<{titled[2] or titled[3]}>`" if titled else item)
+    return sorted(found)
 
 
 def problems(pot_dir: Path) -> list[str]:
