@@ -44,9 +44,9 @@ def zh_config() -> Path:
     return ZH_CONFIG
 
 
-def extract(out: Path) -> Path:
-    """Every translatable string of the English book, as .pot files under ``out``."""
-    subprocess.run([JB, "build", str(ROOT), "--builder", "custom", "--custom-builder", "gettext",
+def extract(out: Path, root: Path = ROOT) -> Path:
+    """Every translatable string of the English book at ``root``, as .pot files under ``out``."""
+    subprocess.run([JB, "build", str(root), "--builder", "custom", "--custom-builder", "gettext",
                     "--path-output", str(out), "--all"], check=True, capture_output=True, text=True)
     return out / "_build" / "gettext"
 
@@ -64,14 +64,15 @@ def markup(text: str) -> list[str]:
     return sorted(found)
 
 
-def problems(pot_dir: Path) -> list[str]:
+def problems(pot_dir: Path, locales: Path = LOCALES) -> list[str]:
+    """What keeps the Chinese edition from matching the English strings in ``pot_dir``."""
     found = []
     for pot in sorted(pot_dir.rglob("*.pot")):
         page = pot.relative_to(pot_dir).with_suffix("")
-        po_path = LOCALES / LANGUAGE / "LC_MESSAGES" / f"{page}.po"
+        po_path = locales / LANGUAGE / "LC_MESSAGES" / f"{page}.po"
         template = read_po(pot.open(encoding="utf-8"))
         if not po_path.exists():
-            found.append(f"{page}: no translation file {po_path.relative_to(ROOT)}")
+            found.append(f"{page}: no translation file {po_path.name}")
             continue
         catalog = read_po(po_path.open(encoding="utf-8"))
         for message in template:
