@@ -16,12 +16,12 @@ OTHER_KERNELS := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
 NB ?= chapters
 VARIANTS := OMP_NUM_THREADS=1 OMP_NUM_THREADS=2 ATEN_CPU_CAPABILITY=avx2 ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
 
-.PHONY: help install book test lint unit nbval portability build source pdf browser notebooks lab clean
+.PHONY: help install book test lint unit translations nbval portability build source pdf browser notebooks lab clean
 
 help:
 	@echo "make book       set up .venv, install, build the book into _build/html, and its PDF"
 	@echo "make test       ruff, unit tests, nbval over every notebook (1 thread; 2 threads on other CPU kernels),"
-	@echo "                strict book build,"
+	@echo "                every English string translated (the Chinese edition), strict build of both editions,"
 	@echo "                every page of the built book checked in headless Chromium"
 	@echo "make portability [NB=chapters/x.ipynb]  strict nbval under each thread count and kernel path, separately"
 	@echo "make notebooks  re-execute every notebook top to bottom in a fresh kernel (refresh stored outputs)"
@@ -65,13 +65,17 @@ pdf: $(STAMP) build
 	$(BIN)/python tools/print_book.py
 	$(BIN)/python tools/print_book.py zh
 
-test: $(STAMP) lint unit nbval build browser
+test: $(STAMP) lint unit translations nbval build browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+# The drift gate: every English string of the book has a current Chinese translation.
+translations: $(STAMP)
+	$(BIN)/python tools/editions.py check
 
 # Two passes: natively at 1 thread (two notebooks at a time), then with the thread count and the
 # kernel paths changed together (2 threads, PyTorch's unvectorised kernels, MKL's reproducible
