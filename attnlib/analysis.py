@@ -2,6 +2,8 @@
 
 import torch
 
+from .checks import check_float, check_int
+
 
 def _distances(n_q: int, n_k: int, device=None) -> torch.Tensor:
     i = torch.arange(n_q, device=device).unsqueeze(1)  # (n_q, 1)
@@ -16,8 +18,7 @@ def mean_attention_distance(weights: torch.Tensor) -> torch.Tensor:
     spreads evenly over n tokens scores about n/3.
     weights: (..., n_q, n_k) -> (...)
     """
-    if weights.dim() < 2:
-        raise ValueError(f"weights must have shape (..., n_q, n_k), got {tuple(weights.shape)}")
+    check_float("weights", weights)
     dist = _distances(*weights.shape[-2:], device=weights.device).to(weights.dtype)
     return (weights * dist).sum(-1).mean(-1)  # (..., n_q) -> (...)
 
@@ -27,8 +28,8 @@ def attention_mass_beyond(weights: torch.Tensor, distance: int) -> torch.Tensor:
 
     weights: (..., n_q, n_k) -> (...)
     """
-    if weights.dim() < 2:
-        raise ValueError(f"weights must have shape (..., n_q, n_k), got {tuple(weights.shape)}")
+    check_float("weights", weights)
+    check_int("distance", distance, low=0)
     far = _distances(*weights.shape[-2:], device=weights.device) > distance  # (n_q, n_k)
     return (weights * far).sum(-1).mean(-1)  # (..., n_q) -> (...)
 
@@ -39,6 +40,5 @@ def attention_entropy(weights: torch.Tensor) -> torch.Tensor:
     0 for a one-hot row, ``log n_k`` for a uniform one; zero weights contribute 0 (``0 log 0 = 0``).
     weights: (..., n_q, n_k) -> (..., n_q)
     """
-    if not weights.is_floating_point():
-        raise TypeError(f"weights must be a floating-point tensor, got dtype {weights.dtype}")
+    check_float("weights", weights, min_dim=1)
     return -torch.special.xlogy(weights, weights).sum(-1)  # (..., n_q, n_k) -> (..., n_q)

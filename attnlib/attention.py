@@ -1,11 +1,16 @@
-"""Attention: scores -> softmax -> weighted sum of values."""
+"""Attention: scores -> softmax -> weighted sum of values.
+
+The return convention of attnlib's attention functions: a function that forms the weights returns
+``(output, weights)`` (:func:`attention`, :func:`grouped_query_attention`, the layers); a function
+built never to form them returns the output only (:func:`attnlib.chunked_attention`).
+"""
 
 import torch
 
 from .checks import check_attention_inputs, check_choice, check_grouped_heads
 from .masks import causal_mask
-from .scores import _bilinear, _dot, _scaled_dot, check_bilinear_weight
-from .softmax import _masked_softmax
+from .scores import bilinear_scores, dot_scores, scaled_dot_scores
+from .softmax import softmax
 
 SCORES = ("dot", "scaled_dot", "bilinear")
 
@@ -34,22 +39,21 @@ def attention(
     output, never NaN.
     """
     check_choice("score", score, SCORES)
-    check_attention_inputs(q, k, v, mask, same_width=score != "bilinear")
+    check_attention_inputs(q, k, v, mask, same_width=score != "bilinear", causal=causal)
     if score == "bilinear":
         if weight is None:
             raise ValueError("score='bilinear' needs weight: (d_q, d_k)")
-        check_bilinear_weight(q, k, weight)
-        scores = _bilinear(q, k, weight)  # (..., n_q, n_k)
+        scores = bilinear_scores(q, k, weight)  # (..., n_q, n_k)
     elif weight is not None:
         raise ValueError(f"weight is only used by score='bilinear', not {score!r}")
     elif score == "dot":
-        scores = _dot(q, k)  # (..., n_q, n_k)
+        scores = dot_scores(q, k)  # (..., n_q, n_k)
     else:
-        scores = _scaled_dot(q, k)  # (..., n_q, n_k)
+        scores = scaled_dot_scores(q, k)  # (..., n_q, n_k)
     if causal:
         tri = causal_mask(q.shape[-2], k.shape[-2], device=q.device)  # (n_q, n_k)
         mask = tri if mask is None else mask & tri
-    weights = _masked_softmax(scores, mask)  # (..., n_q, n_k)
+    weights = softmax(scores, mask)  # (..., n_q, n_k)
     return weights @ v, weights  # (..., n_q, n_k) @ (..., n_k, d_v) -> (..., n_q, d_v)
 
 

@@ -9,7 +9,8 @@ position only, appends its key and value to the cache, and attends over all of t
 import torch
 
 from .attention import attention
-from .layers import MultiHeadSelfAttention
+from .checks import check_cache_entry, check_features, check_int, check_positive_int
+from .layers import MultiHeadSelfAttention, merge_heads, split_heads
 from .masks import causal_mask
 
 
@@ -18,6 +19,8 @@ def kv_cache_bytes(n_layers: int, n: int, d_model: int, bytes_per_number: int) -
 
     The 2 is one key and one value per position, layer and head; the heads together are d_model wide.
     """
+    for name, value in (("n_layers", n_layers), ("n", n), ("d_model", d_model), ("bytes_per_number", bytes_per_number)):
+        check_int(name, value, low=0)
     return 2 * n_layers * n * d_model * bytes_per_number
 
 
@@ -29,6 +32,7 @@ class KVCache:
     """
 
     def __init__(self, n_layers: int):
+        check_positive_int("n_layers", n_layers)
         self.keys: list[torch.Tensor | None] = [None] * n_layers
         self.values: list[torch.Tensor | None] = [None] * n_layers
 
@@ -37,6 +41,7 @@ class KVCache:
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append the new positions' k, v (batch, n_heads, n_new, d_head) to ``layer``'s; return all of them."""
+        check_cache_entry(layer, len(self.keys), k, v, self.keys[layer] if 0 <= layer < len(self.keys) else None)
         if self.keys[layer] is not None:
             k = torch.cat([self.keys[layer], k], dim=-2)  # (batch, h, n_past + n_new, d_head)
             v = torch.cat([self.values[layer], v], dim=-2)  # (batch, h, n_past + n_new, d_head)
@@ -59,10 +64,10 @@ def cached_self_attention(
     position n_past + i, so it may attend to keys j <= n_past + i: the *bottom-right* causal mask
     (``True`` = may attend). The top-left mask would let query i see only keys j <= i.
     """
+    check_features("x", x, attn.d_model, attn.qkv.weight)
     q, k, v = attn.qkv(x).chunk(3, dim=-1)  # each (batch, n_new, d_model)
-    q, k, v = attn._split(q), attn._split(k), attn._split(v)  # each (batch, h, n_new, d_head)
+    q, k, v = (split_heads(t, attn.n_heads) for t in (q, k, v))  # each (batch, h, n_new, d_head)
     k, v = cache.append(layer, k, v)  # each (batch, h, n_past + n_new, d_head)
     mask = causal_mask(q.shape[-2], k.shape[-2], align="bottom_right", device=x.device)  # (n_new, n_k)
     heads, weights = attention(q, k, v, mask=mask)  # (batch, h, n_new, d_head), (batch, h, n_new, n_k)
-    concat = heads.transpose(-3, -2).flatten(-2)  # (batch, n_new, h, d_head) -> (batch, n_new, d_model)
-    return attn.out(concat), weights  # (batch, n_new, d_model)
+    return attn.out(merge_heads(heads)), weights  # (batch, n_new, h, d_head) -> (batch, n_new, d_model)

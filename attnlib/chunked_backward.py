@@ -19,13 +19,15 @@ import math
 
 import torch
 
+from .tiles import buffer_view, key_starts, mask_tile_
 
-def backward_by_recomputation(q, k, v, out, m, l, d_out, forbid, causal, block, lead, *, mask_tile_, buffer_view):  # noqa: E741
+
+def backward_by_recomputation(q, k, v, out, m, l, d_out, forbid, causal, block, lead):  # noqa: E741
     """Gradients of chunked attention, one recomputed tile at a time.
 
     q: (B, n_q, d), k: (B, n_k, d), v: (B, n_k, d_v), out, d_out: (B, n_q, d_v), m, l: (B, n_q, 1)
-    -> dQ (B, n_q, d), dK (B, n_k, d), dV (B, n_k, d_v). ``forbid``, ``causal``, ``block``, ``lead`` and the two
-    helpers are those of the forward pass (:mod:`attnlib.chunked`).
+    -> dQ (B, n_q, d), dK (B, n_k, d), dV (B, n_k, d_v). ``forbid``, ``causal``, ``block`` and ``lead`` are
+    those of the forward pass (:mod:`attnlib.chunked`); the tiles are those of :mod:`attnlib.tiles`.
     """
     (B, n_q, d), n_k = q.shape, k.shape[-2]
     lse = torch.where(l > 0, m + torch.log(l), torch.finfo(q.dtype).max)  # (B, n_q, 1): log-normaliser L
@@ -42,7 +44,7 @@ def backward_by_recomputation(q, k, v, out, m, l, d_out, forbid, causal, block, 
     for q0 in range(0, n_q, block):
         q1 = min(q0 + block, n_q)
         q_blk, do_blk = q[:, q0:q1], d_out[:, q0:q1]  # (B, b_q, d), (B, b_q, d_v)
-        for k0 in range(0, min(n_k, q1) if causal else n_k, block):
+        for k0 in key_starts(q1, n_k, block, causal):
             k1 = min(k0 + block, n_k)
             s = buffer_view(s_buf, B, q1 - q0, k1 - k0)  # (B, b_q, b_k)
             torch.bmm(q_shift[:, q0:q1], k_ones[:, k0:k1].transpose(1, 2), out=s)  # (B, b_q, b_k): S - L

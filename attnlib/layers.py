@@ -1,10 +1,27 @@
-"""Attention as ``torch.nn`` modules: self-attention (one head, and many) and cross-attention."""
+"""Attention as ``torch.nn`` modules: self-attention (one head, and many) and cross-attention.
+
+Each layer returns ``(output, weights)``, as :func:`attnlib.attention` does. ``split_heads`` and
+``merge_heads`` are the one head split and concatenation every multi-head module uses.
+"""
+
+import inspect
 
 import torch
 from torch import nn
 
 from .attention import SCORES, attention
-from .checks import check_choice, check_heads
+from .checks import check_choice, check_features, check_heads, check_positive_int
+
+
+def split_heads(t: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(..., n, n_heads * d_head) -> (..., n_heads, n, d_head): head i gets the i-th slice of the features."""
+    t = t.unflatten(-1, (n_heads, -1))  # (..., n, d_model) -> (..., n, h, d_head)
+    return t.transpose(-3, -2)  # -> (..., h, n, d_head)
+
+
+def merge_heads(t: torch.Tensor) -> torch.Tensor:
+    """(..., n_heads, n, d_head) -> (..., n, n_heads * d_head): the heads' outputs side by side (concatenated)."""
+    return t.transpose(-3, -2).flatten(-2)  # (..., n, h, d_head) -> (..., n, d_model)
 
 
 class SelfAttention(nn.Module):
@@ -20,6 +37,8 @@ class SelfAttention(nn.Module):
         super().__init__()
         check_choice("score", score, SCORES)
         d_head = d_model if d_head is None else d_head
+        check_positive_int("d_model", d_model)
+        check_positive_int("d_head", d_head)
         self.score = score
         self.w_q = nn.Linear(d_model, d_head, bias=False)
         self.w_k = nn.Linear(d_model, d_head, bias=False)
@@ -28,6 +47,7 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False):
         """x: (..., n, d_model) -> output (..., n, d_head), weights (..., n, n); ``causal`` as in ``attention``."""
+        check_features("x", x, self.w_q.in_features, self.w_q.weight)
         q, k, v = self.w_q(x), self.w_k(x), self.w_v(x)  # each (..., n, d_head)
         return attention(q, k, v, score=self.score, mask=mask, causal=causal, weight=self.weight)
 
@@ -50,17 +70,14 @@ class MultiHeadSelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model, bias=bias)
 
     def _split(self, t: torch.Tensor) -> torch.Tensor:
-        t = t.unflatten(-1, (self.n_heads, self.d_head))  # (..., n, d_model) -> (..., n, h, d_head)
-        return t.transpose(-3, -2)  # -> (..., h, n, d_head)
+        return split_heads(t, self.n_heads)  # (..., n, d_model) -> (..., h, n, d_head)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False):
-        if x.dim() < 2 or x.shape[-1] != self.d_model:
-            raise ValueError(f"x must have shape (..., n, {self.d_model}), got {tuple(x.shape)}")
+        check_features("x", x, self.d_model, self.qkv.weight)
         q, k, v = self.qkv(x).chunk(3, dim=-1)  # each (..., n, d_model)
-        q, k, v = self._split(q), self._split(k), self._split(v)  # each (..., h, n, d_head)
+        q, k, v = (split_heads(t, self.n_heads) for t in (q, k, v))  # each (..., h, n, d_head)
         heads, weights = attention(q, k, v, mask=mask, causal=causal)  # (..., h, n, d_head), (..., h, n, n)
-        concat = heads.transpose(-3, -2).flatten(-2)  # (..., n, h, d_head) -> (..., n, d_model)
-        return self.out(concat), weights  # (..., n, d_model)
+        return self.out(merge_heads(heads)), weights  # (..., n, d_model) -> (..., n, d_model)
 
     @classmethod
     def from_torch(cls, m: nn.MultiheadAttention) -> "MultiHeadSelfAttention":
@@ -71,7 +88,7 @@ class MultiHeadSelfAttention(nn.Module):
         """
         if not isinstance(m, nn.MultiheadAttention) or not m.batch_first:
             raise ValueError("from_torch expects torch.nn.MultiheadAttention(..., batch_first=True)")
-        if not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
+        if m.in_proj_weight is None or m.bias_k is not None or m.add_zero_attn:
             raise ValueError("from_torch supports neither kdim/vdim, add_bias_kv nor add_zero_attn")
         new = cls(m.embed_dim, m.num_heads, bias=m.in_proj_bias is not None)
         new = new.to(dtype=m.in_proj_weight.dtype, device=m.in_proj_weight.device)
@@ -102,6 +119,7 @@ class MultiHeadCrossAttention(nn.Module):
         self.q = nn.Linear(d_model, d_model, bias=bias)  # W_q
         self.kv = nn.Linear(d_model, 2 * d_model, bias=bias)  # W_k, W_v stacked, as in torch
         self.out = nn.Linear(d_model, d_model, bias=bias)
+        self.register_forward_pre_hook(check_cross_inputs, with_kwargs=True)  # the checks, before forward
 
     _split = MultiHeadSelfAttention._split
 
@@ -124,7 +142,7 @@ class MultiHeadCrossAttention(nn.Module):
         """
         if not isinstance(m, nn.MultiheadAttention) or not m.batch_first:
             raise ValueError("from_torch expects torch.nn.MultiheadAttention(..., batch_first=True)")
-        if not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
+        if m.in_proj_weight is None or m.bias_k is not None or m.add_zero_attn:
             raise ValueError("from_torch supports neither kdim/vdim, add_bias_kv nor add_zero_attn")
         d = m.embed_dim
         new = cls(d, m.num_heads, bias=m.in_proj_bias is not None)
@@ -138,3 +156,11 @@ class MultiHeadCrossAttention(nn.Module):
                 new.kv.bias.copy_(m.in_proj_bias[d:])
                 new.out.bias.copy_(m.out_proj.bias)
         return new
+
+
+def check_cross_inputs(layer: MultiHeadCrossAttention, args: tuple, kwargs: dict) -> None:
+    """Run before :meth:`MultiHeadCrossAttention.forward`: x and memory (..., n, d_model), of the layer's dtype and
+    device. (forward keeps its own, older shape check: chapter 11 prints that method as it stands.)"""
+    given = inspect.signature(layer.forward).bind(*args, **kwargs).arguments
+    for name in ("x", "memory"):
+        check_features(name, given[name], layer.d_model, layer.q.weight)

@@ -5,7 +5,7 @@
 
 import torch
 
-from .checks import check_choice, check_positive_int
+from .checks import check_choice, check_int
 
 ALIGNS = ("top_left", "bottom_right")
 
@@ -27,16 +27,18 @@ def causal_mask(n_q: int, n_k: int | None = None, *, align: str = "top_left", de
     queries are the *last* n_q positions of the keys' sequence (a block of new tokens that
     continues a cached prefix): query i stands at position n_k - n_q + i.
     """
-    check_choice("align", align, ALIGNS)
     n_k = n_q if n_k is None else n_k
+    check_int("n_q", n_q, low=0)
+    check_int("n_k", n_k, low=0)
+    check_choice("align", align, ALIGNS)
     offset = 0 if align == "top_left" else n_k - n_q
     return torch.ones(n_q, n_k, dtype=torch.bool, device=device).tril(diagonal=offset)
 
 
 def window_mask(n: int, r: int, device=None) -> torch.Tensor:
     """Restricted self-attention: query i may attend to key j iff |i - j| <= r. -> (n, n)."""
-    if n < 1 or r < 0:
-        raise ValueError(f"need n >= 1 and r >= 0, got n={n}, r={r}")
+    check_int("n", n, low=1)
+    check_int("r", r, low=0)
     i = torch.arange(n, device=device).unsqueeze(1)  # (n, 1)
     j = torch.arange(n, device=device).unsqueeze(0)  # (1, n)
     return (i - j).abs() <= r  # (n, n)
@@ -59,10 +61,9 @@ def sliding_window_mask(n: int, window: int, *, sinks: int = 0, device=None) -> 
 
     Built from :func:`causal_mask` and :func:`window_mask` (the window is ``r = window - 1``).
     """
-    for name, value in (("n", n), ("window", window)):
-        check_positive_int(name, value)
-    if isinstance(sinks, bool) or not isinstance(sinks, int) or sinks < 0:
-        raise ValueError(f"sinks must be an int >= 0, got {sinks!r}")
+    check_int("n", n, low=1)
+    check_int("window", window, low=1)
+    check_int("sinks", sinks, low=0)
     causal = causal_mask(n, device=device)  # (n, n)
     recent = causal & window_mask(n, window - 1, device=device)  # (n, n): i - window < j <= i
     sink = torch.arange(n, device=device) < sinks  # (n,): the first `sinks` keys

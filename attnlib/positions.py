@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from .checks import check_choice, check_float
+from .checks import check_choice, check_float, check_int, check_positions, check_positive_number
 
 
 def sinusoidal_positions(n: int, d: int, base: float = 10000.0) -> torch.Tensor:
@@ -13,8 +13,11 @@ def sinusoidal_positions(n: int, d: int, base: float = 10000.0) -> torch.Tensor:
     ``P[pos, 2i] = sin(pos / base^(2i/d))``, ``P[pos, 2i+1] = cos(pos / base^(2i/d))``.
     -> (n, d), float32; add it to token embeddings of shape (..., n, d).
     """
-    if n < 1 or d < 2 or d % 2:
-        raise ValueError(f"need n >= 1 and an even d >= 2, got n={n}, d={d}")
+    check_int("n", n, low=1)
+    check_int("d", d, low=2)
+    check_positive_number("base", base)
+    if d % 2:
+        raise ValueError(f"sinusoidal positions come in (sin, cos) pairs, so d must be even; got d={d}")
     pos = torch.arange(n, dtype=torch.float64).unsqueeze(1)  # (n, 1)
     freq = torch.exp(-math.log(base) * torch.arange(0, d, 2, dtype=torch.float64) / d)  # (d/2,)
     angles = pos * freq  # (n, 1) * (d/2,) -> (n, d/2)
@@ -42,13 +45,11 @@ def apply_rotary(x: torch.Tensor, positions: torch.Tensor, *, base: float = 1000
     """
     check_choice("pairing", pairing, PAIRINGS)
     check_float("x", x)
-    n, d = x.shape[-2], x.shape[-1]
+    check_positions(positions, x)
+    check_positive_number("base", base)
+    d = x.shape[-1]
     if d % 2:
         raise ValueError(f"apply_rotary rotates pairs of features, so d must be even; got x {tuple(x.shape)} (d={d})")
-    if not isinstance(positions, torch.Tensor) or positions.is_floating_point() or positions.dim() != 1:
-        raise TypeError(f"positions must be a 1-D integer tensor (n,), got {_describe(positions)}")
-    if len(positions) != n:
-        raise ValueError(f"positions has {len(positions)} entries but x has n={n} positions: x {tuple(x.shape)}")
     theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d)  # (d/2,)
     angles = positions.to(torch.float64)[:, None] * theta  # (n, 1) * (d/2,) -> (n, d/2)
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)  # (n, d/2) each
@@ -59,8 +60,3 @@ def apply_rotary(x: torch.Tensor, positions: torch.Tensor, *, base: float = 1000
     a, b = x[..., : d // 2], x[..., d // 2 :]  # (..., n, d/2) each: first and second half
     return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)  # (..., n, d)
 
-
-def _describe(t) -> str:
-    if isinstance(t, torch.Tensor):
-        return f"{t.dtype} {tuple(t.shape)}"
-    return type(t).__name__

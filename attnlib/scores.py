@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from .checks import check_float, check_queries_keys, check_same_dtype
+from .checks import check_attention_inputs, check_positive_number, check_weight
 
 
 def dot_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -17,11 +17,7 @@ def dot_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
     q: (..., n_q, d), k: (..., n_k, d) -> (..., n_q, n_k)
     """
-    check_queries_keys(q, k)
-    return _dot(q, k)
-
-
-def _dot(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    check_attention_inputs(q, k)
     return q @ k.transpose(-2, -1)  # (..., n_q, d) @ (..., d, n_k) -> (..., n_q, n_k)
 
 
@@ -33,14 +29,11 @@ def scaled_dot_scores(q: torch.Tensor, k: torch.Tensor, scale: float | None = No
 
     q: (..., n_q, d), k: (..., n_k, d) -> (..., n_q, n_k)
     """
-    check_queries_keys(q, k)
-    return _scaled_dot(q, k, scale)
-
-
-def _scaled_dot(q: torch.Tensor, k: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    check_attention_inputs(q, k)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    return _dot(q, k) * scale  # (..., n_q, n_k)
+    check_positive_number("scale", scale)
+    return (q @ k.transpose(-2, -1)) * scale  # (..., n_q, d) @ (..., d, n_k) -> (..., n_q, n_k)
 
 
 def bilinear_scores(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -48,23 +41,8 @@ def bilinear_scores(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> t
 
     q: (..., n_q, d_q), k: (..., n_k, d_k), weight: (d_q, d_k) -> (..., n_q, n_k)
     """
-    check_queries_keys(q, k, same_width=False)
-    check_bilinear_weight(q, k, weight)
-    return _bilinear(q, k, weight)
-
-
-def check_bilinear_weight(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> None:
-    """weight: (d_q, d_k), floating, the dtype of q."""
-    check_float("weight", weight)
-    check_same_dtype(q=q, weight=weight)
-    if weight.shape != (q.shape[-1], k.shape[-1]):
-        raise ValueError(
-            f"weight must have shape (d_q, d_k) = ({q.shape[-1]}, {k.shape[-1]}), "
-            f"got {tuple(weight.shape)}"
-        )
-
-
-def _bilinear(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    check_attention_inputs(q, k, same_width=False)
+    check_weight("weight", weight, (q.shape[-1], k.shape[-1]), q)
     qw = q @ weight  # (..., n_q, d_q) @ (d_q, d_k) -> (..., n_q, d_k)
     return qw @ k.transpose(-2, -1)  # (..., n_q, d_k) @ (..., d_k, n_k) -> (..., n_q, n_k)
 
@@ -75,18 +53,12 @@ def additive_scores(
     """Additive (Bahdanau) scores ``s[i, j] = v^T tanh(W_q q_i + W_k k_j)``.
 
     q: (..., n_q, d_q), k: (..., n_k, d_k), w_q: (h, d_q), w_k: (h, d_k), v: (h,)
-    -> (..., n_q, n_k). ``h`` is the hidden width of the scoring network.
+    -> (..., n_q, n_k). ``h`` is the hidden width of the scoring network; the weights have q's dtype.
     """
-    check_queries_keys(q, k, same_width=False)
-    for name, t in (("w_q", w_q), ("w_k", w_k), ("v", v)):
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor")
-    h = v.shape[0] if v.dim() == 1 else None
-    if h is None or w_q.shape != (h, q.shape[-1]) or w_k.shape != (h, k.shape[-1]):
-        raise ValueError(
-            f"expected w_q (h, d_q), w_k (h, d_k), v (h,) with d_q={q.shape[-1]}, d_k={k.shape[-1]}; "
-            f"got w_q {tuple(w_q.shape)}, w_k {tuple(w_k.shape)}, v {tuple(v.shape)}"
-        )
+    check_attention_inputs(q, k, same_width=False)
+    check_weight("v", v, ("h",), q)
+    check_weight("w_q", w_q, (len(v), q.shape[-1]), q)  # (h, d_q)
+    check_weight("w_k", w_k, (len(v), k.shape[-1]), q)  # (h, d_k)
     qh = q @ w_q.T  # (..., n_q, d_q) @ (d_q, h) -> (..., n_q, h)
     kh = k @ w_k.T  # (..., n_k, d_k) @ (d_k, h) -> (..., n_k, h)
     # (..., n_q, 1, h) + (..., 1, n_k, h) -> (..., n_q, n_k, h): every query beside every key

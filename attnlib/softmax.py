@@ -7,7 +7,7 @@ keys, keeping a running maximum ``m`` and a running sum ``l``; memory-efficient 
 
 import torch
 
-from .checks import check_float, check_mask, check_positive_int
+from .checks import check_scores
 
 
 def softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -23,14 +23,7 @@ def softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Ten
     so they get exactly zero weight. A row in which nothing may be attended to gets all-zero
     weights, never NaN and never uniform.
     """
-    check_float("scores", scores, min_dim=1)
-    if mask is not None:
-        check_mask(mask, scores.shape)
-    return _masked_softmax(scores, mask)
-
-
-def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """:func:`softmax` without the input checks (the caller has run them)."""
+    check_scores(scores, mask)
     if scores.shape[-1] == 0:
         return scores  # no keys: an empty row of weights
     if mask is not None:
@@ -40,15 +33,6 @@ def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Te
     exps = torch.exp(scores - row_max)  # (..., n_k); exp(-inf) = 0 for masked keys
     total = exps.sum(dim=-1, keepdim=True)  # (..., 1); 0 only for a fully masked row
     return exps / torch.where(total > 0, total, 1.0)
-
-
-def _check_online(scores: torch.Tensor, block_size: int, mask: torch.Tensor | None) -> None:
-    check_float("scores", scores, min_dim=1)
-    check_positive_int("block_size", block_size)
-    if torch.isnan(scores).any() or (scores == float("inf")).any():
-        raise ValueError("scores must not contain NaN or +inf (-inf is allowed: it means weight 0)")
-    if mask is not None:
-        check_mask(mask, scores.shape)
 
 
 def online_normalizer(
@@ -68,7 +52,7 @@ def online_normalizer(
     mask: boolean, broadcastable to scores; ``True`` = may attend. A row with nothing to
     attend to ends with ``m = -inf`` and ``l = 0``.
     """
-    _check_online(scores, block_size, mask)
+    check_scores(scores, mask, block_size)
     return _online_normalizer(scores, block_size, mask)
 
 
@@ -96,7 +80,7 @@ def online_softmax(scores: torch.Tensor, block_size: int, mask: torch.Tensor | N
     mask: boolean, broadcastable to scores; ``True`` = may attend. Masked keys get weight 0;
     a row with nothing to attend to gets all-zero weights (not NaN, not uniform).
     """
-    _check_online(scores, block_size, mask)
+    check_scores(scores, mask, block_size)
     m, l = _online_normalizer(scores, block_size, mask)  # noqa: E741  (..., 1), (..., 1)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))

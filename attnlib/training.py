@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checks import check_int, check_positive_int, check_positive_number
+
 
 def reproducible(seed: int = 0) -> None:
     """Seed every generator (Python, NumPy, PyTorch) and set a short print format for tensors.
@@ -14,6 +16,7 @@ def reproducible(seed: int = 0) -> None:
     The first call in every notebook. It does not pin threads or kernels: a reader's machine
     computes with its own, so the chapters print only the digits that survive that (see the README).
     """
+    check_int("seed", seed, low=0)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -45,8 +48,12 @@ def train(
     caller's: seed before building it. Every ``every`` steps, ``callback(step, losses)`` runs
     (for example to record a validation loss).
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    check_positive_int("steps", steps)
+    check_positive_number("lr", lr)
+    check_int("seed", seed, low=0)
+    check_int("every", every, low=0)
+    if weight_decay != 0:
+        check_positive_number("weight_decay", weight_decay)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     losses = []

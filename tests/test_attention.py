@@ -149,7 +149,7 @@ def test_q_and_k_widths_must_match():
 
 def test_integer_inputs_are_rejected():
     q, k, v = qkv()
-    with pytest.raises(TypeError, match="v must be a floating-point tensor, got dtype torch.int64"):
+    with pytest.raises(TypeError, match="v must be a floating-point tensor .*got dtype torch.int64"):
         attention(q, k, v.long())
 
 

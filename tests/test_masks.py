@@ -51,5 +51,5 @@ def test_errors():
         sliding_window_mask(5, 0)
     with pytest.raises(TypeError, match=r"n must be an int"):
         sliding_window_mask(5.0, 2)
-    with pytest.raises(ValueError, match=r"sinks must be an int >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"sinks must be >= 0, got -1"):
         sliding_window_mask(5, 2, sinks=-1)

@@ -40,8 +40,7 @@ def test_the_pairings_differ_by_a_fixed_permutation():
     x = torch.randn(4, n, d, dtype=torch.float64)
     positions = torch.arange(n)
     # "half" pairs (j, j + d/2); "interleaved" pairs (2j, 2j + 1). Reorder features 0,4,1,5,2,6,3,7.
-    perm = torch.arange(d).view(2, d // 2).T.flatten()
-    assert perm.tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+    perm = torch.tensor([0, 4, 1, 5, 2, 6, 3, 7])  # pair j of "half" is (j, j + 4): put it at (2j, 2j + 1)
     half = apply_rotary(x, positions, pairing="half")
     interleaved = apply_rotary(x[..., perm], positions, pairing="interleaved")
     torch.testing.assert_close(interleaved, half[..., perm], rtol=0, atol=1e-12)
