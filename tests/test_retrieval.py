@@ -136,10 +136,50 @@ def test_initial_model_is_the_start_of_train_retrieval_and_leaves_the_global_gen
 
 
 def test_nudged_twin_differs_only_in_its_initial_weights():
-    kwargs = dict(d_head=8, n_symbols=10, n_pairs=4, steps=1, batch_size=4, lr=0.0, seed=5)
+    # lr so small that one Adam step (about lr in size) moves no float32 weight of this size
+    kwargs = dict(d_head=8, n_symbols=10, n_pairs=4, steps=1, batch_size=4, lr=1e-30, seed=5)
     model, losses = train_retrieval("scaled_dot", **kwargs)
     twin, twin_losses = train_retrieval("scaled_dot", nudged=True, **kwargs)
     expected = initial_model("scaled_dot", d_head=8, n_symbols=10, seed=5, nudged=True)
     for a, b in zip(twin.parameters(), expected.parameters(), strict=True):
-        assert torch.equal(a, b)  # lr = 0: the weights are still the nudged start
+        assert torch.equal(a, b)  # lr ~ 0: the weights are still the nudged start
     assert abs(losses[0] - twin_losses[0]) < 1e-5  # same batch, weights one rounding step apart
+
+
+def test_unscaled_head_with_a_smaller_w_q_starts_as_the_scaled_head():
+    # dot with W_q / sqrt(d) is the same function as scaled_dot from the same seed
+    keys, values, query, _ = retrieval_batch(6, 5, 12, generator=torch.Generator().manual_seed(0))
+    scaled = initial_model("scaled_dot", d_head=16, n_symbols=12, seed=4).double()
+    control = initial_model("dot", d_head=16, n_symbols=12, seed=4, w_q_gain=16**-0.5).double()
+    with torch.no_grad():
+        assert_close(control(keys, values, query), scaled(keys, values, query))
+        assert_close(control.w_q.weight, scaled.w_q.weight / 4, rtol=0, atol=0)
+    for name, p in scaled.named_parameters():  # only W_q differs
+        if name != "w_q.weight":
+            assert torch.equal(p, dict(control.named_parameters())[name])
+
+
+def test_w_q_gain_must_be_positive():
+    with pytest.raises(ValueError, match="w_q_gain"):
+        RetrievalAttention(10, 8, w_q_gain=0.0)
+
+
+def test_under_adam_the_unscaled_head_is_the_scaled_head_with_a_larger_w_q_stepped_faster():
+    # dot from W_q equals scaled_dot from sqrt(d) W_q with sqrt(d) times the step on W_q:
+    # Adam's step does not depend on the gradient's size, only on its direction
+    d = 16
+    batches = [retrieval_batch(8, 4, 12, generator=torch.Generator().manual_seed(s)) for s in range(5)]
+    dot = initial_model("dot", d_head=d, n_symbols=12, seed=2).double()
+    scaled = initial_model("scaled_dot", d_head=d, n_symbols=12, seed=2, w_q_gain=d**0.5).double()
+    lr = 1e-3
+    opt_dot = torch.optim.Adam(dot.parameters(), lr=lr, eps=1e-30)
+    groups = [{"params": [scaled.w_q.weight], "lr": lr * d**0.5},
+              {"params": [p for n, p in scaled.named_parameters() if n != "w_q.weight"]}]
+    opt_scaled = torch.optim.Adam(groups, lr=lr, eps=1e-30)
+    for batch in batches:
+        for model, opt in ((dot, opt_dot), (scaled, opt_scaled)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(*batch[:3])[0], batch[3]).backward()
+            opt.step()
+    assert_close(scaled.w_q.weight, d**0.5 * dot.w_q.weight)
+    assert_close(scaled.w_k.weight, dot.w_k.weight)

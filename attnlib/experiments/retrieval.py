@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..attention import attention
-from ..checks import check_choice
+from ..checks import check_choice, check_positive_number
 from ..training import train
 
 
@@ -41,12 +41,16 @@ class RetrievalAttention(nn.Module):
     ``logits = W_out attention(q, k, v)``. ``e`` and ``f`` are embeddings with N(0, 1) components
     and ``W_q``, ``W_k`` start as N(0, 1/d_head), so q and k start with unit-variance components.
     score: ``"dot"`` or ``"scaled_dot"`` (divide by sqrt(d_head)).
+    w_q_gain: ``W_q`` starts as ``w_q_gain`` times that draw (the same random numbers whatever the
+    gain), so ``score="dot", w_q_gain=d_head**-0.5`` starts as the same function as
+    ``score="scaled_dot"`` from the same seed.
     keys, values: (batch, n_pairs), query: (batch,) -> logits (batch, n_symbols), weights (batch, n_pairs)
     """
 
-    def __init__(self, n_symbols: int, d_head: int, score: str = "scaled_dot"):
+    def __init__(self, n_symbols: int, d_head: int, score: str = "scaled_dot", w_q_gain: float = 1.0):
         super().__init__()
         check_choice("score", score, ("dot", "scaled_dot"))
+        check_positive_number("w_q_gain", w_q_gain)
         self.score = score
         self.key_embedding = nn.Embedding(n_symbols, d_head)
         self.value_embedding = nn.Embedding(n_symbols, d_head)
@@ -54,6 +58,8 @@ class RetrievalAttention(nn.Module):
         self.w_k = nn.Linear(d_head, d_head, bias=False)
         nn.init.normal_(self.w_q.weight, std=d_head**-0.5)
         nn.init.normal_(self.w_k.weight, std=d_head**-0.5)
+        with torch.no_grad():
+            self.w_q.weight.mul_(w_q_gain)
         self.readout = nn.Linear(d_head, n_symbols)
 
     def forward(self, keys: torch.Tensor, values: torch.Tensor, query: torch.Tensor):
@@ -79,14 +85,15 @@ def nudge(model: nn.Module) -> None:
 
 
 def initial_model(
-    score: str, *, d_head: int, n_symbols: int, seed: int, nudged: bool = False
+    score: str, *, d_head: int, n_symbols: int, seed: int, nudged: bool = False, w_q_gain: float = 1.0
 ) -> RetrievalAttention:
     """The untrained model of :func:`train_retrieval`: weights from ``torch.manual_seed(seed)`` inside
     ``torch.random.fork_rng`` (the global generator is left as it was), then :func:`nudge` if ``nudged``.
+    ``w_q_gain`` scales the initial ``W_q`` (:class:`RetrievalAttention`).
     """
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = RetrievalAttention(n_symbols, d_head, score=score)
+        model = RetrievalAttention(n_symbols, d_head, score=score, w_q_gain=w_q_gain)
     if nudged:
         nudge(model)
     return model
@@ -94,7 +101,7 @@ def initial_model(
 
 def train_retrieval(
     score: str, *, d_head: int, n_symbols: int, n_pairs: int, steps: int, batch_size: int = 64,
-    lr: float = 1e-3, seed: int = 0, nudged: bool = False, every: int = 0,
+    lr: float = 1e-3, seed: int = 0, nudged: bool = False, w_q_gain: float = 1.0, every: int = 0,
     callback: Callable[[int, RetrievalAttention], None] | None = None,
 ) -> tuple[RetrievalAttention, list[float]]:
     """Train a fresh :class:`RetrievalAttention` on fresh batches (:func:`attnlib.train`); return it and the losses.
@@ -102,10 +109,14 @@ def train_retrieval(
     The same ``seed`` gives the same initial weights (:func:`initial_model`) and the same batches
     whatever ``score`` is, so two runs differ only in the scale of the scores. ``nudged=True``
     moves every initial weight by one rounding step (:func:`nudge`) and changes nothing else: the
-    twin of the run with ``nudged=False``. Every ``every`` steps,
+    twin of the run with ``nudged=False``. ``w_q_gain`` scales the initial ``W_q``: under Adam,
+    whose steps do not depend on the size of the gradient, ``score="dot"`` is ``score="scaled_dot"``
+    with ``W_q`` started ``sqrt(d_head)`` times larger and stepped ``sqrt(d_head)`` times faster, so
+    the gain separates the start from the step size. Every ``every`` steps,
     ``callback(step, model)`` runs (for example to record the weights). Loss: cross-entropy of the answer.
     """
-    model = initial_model(score, d_head=d_head, n_symbols=n_symbols, seed=seed, nudged=nudged)
+    model = initial_model(score, d_head=d_head, n_symbols=n_symbols, seed=seed, nudged=nudged,
+                          w_q_gain=w_q_gain)
     losses = train(
         model,
         lambda gen: retrieval_batch(batch_size, n_pairs, n_symbols, generator=gen),
