@@ -1,7 +1,5 @@
-"""Input checks, in one place: every public function of attnlib runs them once, at its entry.
-
-Each error names what was expected and what arrived (not a NaN, a silent broadcast or a raw error from inside
-torch). TypeError: the wrong kind of thing (a string for a flag); ValueError: a wrong value or shape."""
+"""Input checks, in one place: every public function of attnlib runs them once, at its entry. Each error names what
+was expected and what arrived (TypeError: the wrong kind of thing; ValueError: a wrong value or shape)."""
 
 import math
 import numbers
@@ -11,6 +9,7 @@ import torch
 
 BOOLS = (bool, np.bool_)
 FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # the dtypes attnlib computes in
+INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)  # token ids, positions
 
 
 def describe(x) -> str:
@@ -77,8 +76,7 @@ def check_same_dtype_device(**tensors: torch.Tensor) -> None:
     if len({t.dtype for t in tensors.values()}) > 1:
         raise TypeError(f"tensors must share one dtype, got {({n: t.dtype for n, t in tensors.items()})}")
     if len({t.device for t in tensors.values()}) > 1:
-        got = ", ".join(f"{n} on {t.device}" for n, t in tensors.items())
-        raise ValueError(f"tensors must be on one device, got {got}")
+        raise ValueError(f"tensors must be on one device, got {({n: str(t.device) for n, t in tensors.items()})}")
 
 
 def batch_shape(**tensors: torch.Tensor) -> tuple[int, ...]:
@@ -130,8 +128,7 @@ def check_grouped_heads(q, k, v) -> tuple[int, int]:
         check_float(name, t, min_dim=3)
     h, h_kv = q.shape[-3], k.shape[-3]
     if v.shape[-3] != h_kv:
-        raise ValueError(f"k and v must have the same number of heads h_kv, got k {tuple(k.shape)} (h_kv={h_kv}) "
-                         f"and v {tuple(v.shape)} (h_kv={v.shape[-3]})")
+        raise ValueError(f"k and v must have one number of heads h_kv, got k {tuple(k.shape)} and v {tuple(v.shape)}")
     if h_kv == 0 or h % h_kv:
         raise ValueError(f"the number of query heads h={h} must be a multiple of the number of key/value heads "
                          f"h_kv={h_kv}: q {tuple(q.shape)}, k {tuple(k.shape)}")
@@ -140,7 +137,7 @@ def check_grouped_heads(q, k, v) -> tuple[int, int]:
 
 def check_weight(name: str, weight, shape: tuple, q: torch.Tensor) -> None:
     """A score function's parameter: floating, of ``shape`` (an entry "h": any size), q's dtype and device."""
-    check_float(name, weight, min_dim=len(shape))
+    check_float(name, weight, min_dim=0)
     if (weight.dtype, weight.device) != (q.dtype, q.device):
         raise TypeError(f"{name} must have the dtype and device of q, {q.dtype} on {q.device}; got {weight.dtype} "
                         f"on {weight.device}")
@@ -160,17 +157,12 @@ def check_features(name: str, x, width: int, like: torch.Tensor) -> None:
                         f"{x.dtype} on {x.device} (convert the layer with .to(...), or the input)")
 
 
-def integer_tensor(t) -> bool:
-    return isinstance(t, torch.Tensor) and not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
-
-
 def check_token_ids(ids, vocab_size: int) -> None:
     """Token ids for an embedding of ``vocab_size`` rows: an integer tensor with every id in [0, vocab_size)."""
-    if not integer_tensor(ids):
+    if not isinstance(ids, torch.Tensor) or ids.dtype not in INTS:
         raise TypeError(f"ids must be an integer tensor of token ids, got {describe(ids)}")
     if ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < vocab_size):
-        raise ValueError(f"token ids must lie in [0, {vocab_size}) (the vocabulary), got ids from "
-                         f"{int(ids.min())} to {int(ids.max())}")
+        raise ValueError(f"token ids must lie in [0, {vocab_size}), got ids from {int(ids.min())} to {int(ids.max())}")
 
 
 def check_scores(scores, mask=None, block_size: int | None = None, name: str = "scores") -> None:
@@ -186,12 +178,11 @@ def check_scores(scores, mask=None, block_size: int | None = None, name: str = "
 
 def check_positions(positions, x: torch.Tensor) -> None:
     """Rotary positions: a 1-D integer tensor with one entry per row of x (..., n, d), on x's device."""
-    if not integer_tensor(positions) or positions.dim() != 1:
+    if not isinstance(positions, torch.Tensor) or positions.dtype not in INTS or positions.dim() != 1:
         raise TypeError(f"positions must be a 1-D integer tensor (n,), got {describe(positions)}")
-    if len(positions) != x.shape[-2]:
-        raise ValueError(f"positions has {len(positions)} entries but x has n={x.shape[-2]}: x {tuple(x.shape)}")
-    if positions.device != x.device:
-        raise ValueError(f"positions must be on x's device, {x.device}; got {positions.device}")
+    if len(positions) != x.shape[-2] or positions.device != x.device:
+        raise ValueError(f"positions need one entry per row of x, on x's device: x {describe(x)}, "
+                         f"got {describe(positions)}")
 
 
 def check_cache_entry(layer, n_layers: int, k, v, past) -> None:
@@ -208,3 +199,12 @@ def check_cache_entry(layer, n_layers: int, k, v, past) -> None:
             k.shape[:-2], k.shape[-1], k.dtype, k.device):
         raise ValueError(f"k must continue the cached keys, {describe(past)} (same batch, heads, width, dtype "
                          f"and device), got {describe(k)}")
+
+
+def check_torch_attention(m) -> None:
+    """For from_torch: a torch.nn.MultiheadAttention(batch_first=True) without kdim/vdim, add_bias_kv, add_zero_attn."""
+    if not isinstance(m, torch.nn.MultiheadAttention) or not m.batch_first:
+        raise ValueError(f"from_torch expects torch.nn.MultiheadAttention(..., batch_first=True), got {describe(m)}")
+    if m.in_proj_weight is None or m.bias_k is not None or m.add_zero_attn:
+        raise ValueError(f"from_torch supports neither kdim/vdim, add_bias_kv nor add_zero_attn; got kdim={m.kdim}, "
+                         f"vdim={m.vdim}, add_bias_kv={m.bias_k is not None}, add_zero_attn={m.add_zero_attn}")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .attention import SCORES, attention
-from .checks import check_choice, check_features, check_heads, check_positive_int
+from .checks import check_choice, check_features, check_heads, check_positive_int, check_torch_attention
 
 
 def split_heads(t: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -86,10 +86,7 @@ class MultiHeadSelfAttention(nn.Module):
         The result gives the same output as ``m(x, x, x)`` (and ``new(x, causal=True)`` the same
         as ``m(x, x, x, attn_mask=...)`` with torch's causal mask).
         """
-        if not isinstance(m, nn.MultiheadAttention) or not m.batch_first:
-            raise ValueError("from_torch expects torch.nn.MultiheadAttention(..., batch_first=True)")
-        if m.in_proj_weight is None or m.bias_k is not None or m.add_zero_attn:
-            raise ValueError("from_torch supports neither kdim/vdim, add_bias_kv nor add_zero_attn")
+        check_torch_attention(m)
         new = cls(m.embed_dim, m.num_heads, bias=m.in_proj_bias is not None)
         new = new.to(dtype=m.in_proj_weight.dtype, device=m.in_proj_weight.device)
         with torch.no_grad():
@@ -140,10 +137,7 @@ class MultiHeadCrossAttention(nn.Module):
 
         The result gives the same output as ``m(x, memory, memory)``.
         """
-        if not isinstance(m, nn.MultiheadAttention) or not m.batch_first:
-            raise ValueError("from_torch expects torch.nn.MultiheadAttention(..., batch_first=True)")
-        if m.in_proj_weight is None or m.bias_k is not None or m.add_zero_attn:
-            raise ValueError("from_torch supports neither kdim/vdim, add_bias_kv nor add_zero_attn")
+        check_torch_attention(m)
         d = m.embed_dim
         new = cls(d, m.num_heads, bias=m.in_proj_bias is not None)
         new = new.to(dtype=m.in_proj_weight.dtype, device=m.in_proj_weight.device)

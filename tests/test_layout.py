@@ -1,5 +1,6 @@
 """The shape of attnlib itself: small modules, one training loop, no plotting on import, no cycles."""
 
+import ast
 import re
 import subprocess
 import sys
@@ -47,3 +48,31 @@ for name in {names!r}:
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr.strip().splitlines()[-1]
+
+
+def _private_uses_across_modules(path: Path) -> list[str]:
+    """Private names (``_name``) of other attnlib modules that ``path`` imports or reads."""
+    tree = ast.parse(path.read_text())
+    imported, found = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("attnlib")):
+            for alias in node.names:
+                imported.add(alias.asname or alias.name)
+                if alias.name.startswith("_"):
+                    found.append(f"line {node.lineno}: imports {alias.name}")
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Name) and node.value.id in imported):
+            found.append(f"line {node.lineno}: reads {ast.unparse(node)}")
+    return found
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_reaches_into_another_modules_private_names(path):
+    assert _private_uses_across_modules(path) == []
+
+
+def test_the_private_name_check_can_fail(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from .scores import _dot\nfrom .layers import MultiHeadSelfAttention as M\nM._split\n")
+    assert len(_private_uses_across_modules(bad)) == 2

@@ -79,7 +79,7 @@ def test_rotated_scores_depend_only_on_relative_position(m, n, shift, pairing, s
 def test_errors():
     with pytest.raises(ValueError, match=r"d must be even.*d=7"):
         apply_rotary(torch.randn(3, 7), torch.arange(3))
-    with pytest.raises(ValueError, match=r"positions has 4 entries but x has n=3"):
+    with pytest.raises(ValueError, match=r"one entry per row of x.*\(3, 8\).*got torch.int64 tensor \(4,\)"):
         apply_rotary(torch.randn(3, 8), torch.arange(4))
     with pytest.raises(TypeError, match=r"positions must be a 1-D integer tensor"):
         apply_rotary(torch.randn(3, 8), torch.arange(3.0))
