@@ -43,6 +43,7 @@ book: $(STAMP) build pdf
 # Two editions from the same notebooks: English in _build/html, Chinese (the prose translated in
 # locales/zh_CN, tools/editions.py) in _build/html/zh, so one site serves both.
 build: $(STAMP)
+	$(BIN)/python tools/landing_picture.py
 	$(BIN)/jupyter-book build . --all -n -W --keep-going
 	$(BIN)/python tools/editions.py config >/dev/null
 	$(BIN)/jupyter-book build . --config _build/_config.zh_CN.yml --path-output _build/zh --all -n -W --keep-going
