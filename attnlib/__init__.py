@@ -10,6 +10,8 @@ The mechanism, in the order the book builds it (every name below is importable f
 - ``positions``  sinusoidal position encodings (ch 6), rotary positions (ch 12)
 - ``chunked``    attention without the n x n score matrix, forward and backward (ch 5, 8);
                  its backward pass by recomputation is in ``chunked_backward``
+- ``ring``       ring attention: one sequence split across the processes of a group (ch 13);
+                 ``processes`` runs a function on N local processes that form the group
 - ``cache``      the key-value cache: past keys and values kept, one new query per step (ch 10)
 - ``decoder``    a decoder-only Transformer and text generation: greedy, temperature, top-k, top-p (ch 10)
 - ``analysis``   reading attention weights: entropy, distance (ch 1, 3, 5, 6, 9, 10)
@@ -32,6 +34,8 @@ from .explorer import attention_explorer
 from .layers import MultiHeadCrossAttention, MultiHeadSelfAttention, SelfAttention
 from .masks import causal_mask, sliding_window_mask, window_mask
 from .positions import apply_rotary, sinusoidal_positions
+from .processes import run_on_processes
+from .ring import ring_attention
 from .scores import additive_scores, bilinear_scores, dot_scores, scaled_dot_scores
 from .softmax import online_normalizer, online_softmax, softmax
 from .training import count_parameters, reproducible, train
@@ -66,6 +70,8 @@ __all__ = [
     "online_softmax",
     "plot_weights",
     "reproducible",
+    "ring_attention",
+    "run_on_processes",
     "scaled_dot_scores",
     "sinusoidal_positions",
     "sliding_window_mask",

@@ -129,7 +129,8 @@ def new_processes():
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["attnlib.processes"])  # torch imported once, by the server
+    # torch imported once, by the server, with what torch imports on first use of shape checks and dispatch modes
+    context.set_forkserver_preload(["attnlib.processes", "torch.fx.experimental.symbolic_shapes", "torch._dynamo"])
     return context
 
 
