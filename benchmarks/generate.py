@@ -4,6 +4,9 @@ Run by hand, not in CI (about a minute):
 
     .venv/bin/python benchmarks/generate.py      # 1 thread, writes generate_cpu.json
     .venv/bin/python benchmarks/generate.py --threads 2 --out generate_cpu_2threads.json
+    .venv/bin/python benchmarks/generate.py --smoke --out /tmp/g.json    # seconds: two positions, one process
+
+``--smoke`` (the test suite's check that the benchmark still runs) needs ``--out``; its numbers mean nothing.
 
 Setup: the width and depth of chapter 10's model (d_model 64, 4 heads, 2 layers, d_ff 256) with a
 context of 1024 positions and chapter 10's vocabulary size, float32, CPU, batch 1, random weights
@@ -43,14 +46,15 @@ REPEATS = 21
 
 def model_and_ids() -> tuple[attnlib.TransformerLM, torch.Tensor]:
     torch.manual_seed(0)
-    model = attnlib.TransformerLM(SETUP["vocab_size"], SETUP["context"], d_model=SETUP["d_model"],
-                                  n_heads=SETUP["n_heads"], n_layers=SETUP["n_layers"], d_ff=SETUP["d_ff"]).eval()
+    config = attnlib.Config(vocab_size=SETUP["vocab_size"], context=SETUP["context"], d_model=SETUP["d_model"],
+                            n_heads=SETUP["n_heads"], n_layers=SETUP["n_layers"], d_ff=SETUP["d_ff"])
+    model = attnlib.TransformerLM(config).eval()
     ids = torch.randint(SETUP["vocab_size"], (1, SETUP["context"]), generator=torch.Generator().manual_seed(0))
     return model, ids
 
 
 @torch.no_grad()
-def one_position(n: int) -> dict[str, float]:
+def one_position(n: int, repeats: int = REPEATS) -> dict[str, float]:
     """Median seconds of one step at position n, without and with the cache (called in turn)."""
     model, ids = model_and_ids()
     prefix = attnlib.KVCache(len(model.blocks))
@@ -71,7 +75,7 @@ def one_position(n: int) -> dict[str, float]:
     for _ in range(3):  # warm-up
         for fn in calls.values():
             fn()
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         for name, fn in calls.items():
             start = time.perf_counter()
             fn()
@@ -102,14 +106,20 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "generate_cpu.json"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a step is small)")
     parser.add_argument("--position", type=int, help=argparse.SUPPRESS)  # internal: one subprocess
+    parser.add_argument("--smoke", action="store_true", help="two positions, one process, for the tests (needs --out)")
     args = parser.parse_args()
+    if args.smoke and args.out == parser.get_default("out"):
+        parser.error("--smoke needs --out: it must not overwrite the recorded results")
     torch.set_num_threads(args.threads)
     if args.position is not None:
         print(json.dumps(one_position(args.position)))
         return
     load_start = os.getloadavg()[0]
     rows = []
-    for n in POSITIONS:
+    for n in (4, 8) if args.smoke else POSITIONS:
+        if args.smoke:  # in this process, two calls each
+            rows.append({"position": n, **one_position(n, repeats=2)})
+            continue
         out = subprocess.run([sys.executable, __file__, "--position", str(n), "--threads", str(args.threads)],
                              check=True, capture_output=True, text=True).stdout
         rows.append({"position": n, **json.loads(out)})
