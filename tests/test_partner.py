@@ -6,6 +6,7 @@ from torch.nn import functional as F
 from torch.testing import assert_close
 
 from attnlib import bilinear_scores, dot_scores, softmax, train
+from attnlib.experiments import partner as partner_module
 from attnlib.experiments.partner import PartnerAttention, PartnerTask
 
 
@@ -203,3 +204,40 @@ def test_tied_dot_head_cannot_rank_partner_above_predecessor_around_a_cycle():
     on_predecessor = w[0].gather(1, task.perm.argsort()[:, None])[:, 0]
     for cycle in task.cycles:
         assert not (on_partner[cycle] > on_predecessor[cycle]).all()
+
+
+def test_attention_parts_split_each_row_of_weights():
+    task = PartnerTask()
+    torch.manual_seed(0)
+    model = PartnerAttention(task.vocab_size, task.n_labels, d_model=8, score="dot").double()
+    b = task.batch(4, torch.Generator().manual_seed(0))
+    parts = partner_module.attention_parts(model, b)
+    _, w = model(b.tokens, b.labels)  # (4, 9, 9)
+    i = torch.arange(9)
+    for row in range(4):
+        pred = [int((b.partner[row] == j).nonzero()) for j in range(9)]  # the position whose partner j is
+        assert torch.equal(b.partner[row][pred], i)
+    # by a loop, for one reference: mean weight on the partner
+    on_partner = torch.stack([w[r, j, b.partner[r, j]] for r in range(4) for j in range(9)]).mean()
+    assert abs(parts["partner"] - on_partner.item()) < 1e-12
+    assert abs(parts["self"] - w.diagonal(dim1=-2, dim2=-1).mean().item()) < 1e-12
+    assert abs(sum(parts[k] for k in ("self", "partner", "predecessor", "the rest")) - 1.0) < 1e-12
+    assert abs(parts["row maximum"] - w.max(-1).values.mean().item()) < 1e-12
+
+
+def test_obstacle_tests_pass_for_the_permutation_and_respect_the_bound_for_tied_dot():
+    task = PartnerTask()
+    v = task.vocab_size
+    exact = PartnerAttention(v, task.n_labels, d_model=v, score="bilinear").double()
+    with torch.no_grad():
+        exact.embed.weight.copy_(torch.eye(v, dtype=torch.float64))
+        exact.weight.zero_()
+        exact.weight[torch.arange(v), task.perm] = 5.0
+    above_self, above_pred = partner_module.obstacle_tests(exact, task)
+    assert above_self.all() and above_pred.all()
+    torch.manual_seed(0)
+    tied = PartnerAttention(v, task.n_labels, d_model=16, score="dot").double()
+    fit_attention_to_partners(tied, task, steps=100)
+    above_self, above_pred = partner_module.obstacle_tests(tied, task)
+    for cycle in task.cycles:  # each obstacle: some token of every cycle fails
+        assert not above_self[cycle].all() and not above_pred[cycle].all()

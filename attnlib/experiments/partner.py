@@ -8,6 +8,7 @@ position that holds ``perm(tokens[i])``: to do so it has to attend to its partne
 Queries and keys see only the tokens, values see only the labels, so the score function alone
 decides whether the right position is found. Three heads compete (chapter 4): a tied dot product
 of the embeddings, a bilinear score, and a projected, scaled dot product (a Transformer head).
+``attention_parts`` and ``obstacle_tests`` read where a trained head's attention goes.
 """
 
 from typing import NamedTuple
@@ -134,17 +135,55 @@ class PartnerAttention(nn.Module):
             nn.init.normal_(self.w_k.weight, std=d_model**-0.5)
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor):
-        if tokens.shape != labels.shape or tokens.dim() < 1:
-            raise ValueError(
-                f"tokens and labels must have the same shape (..., n), got "
-                f"{tuple(tokens.shape)} and {tuple(labels.shape)}"
-            )
+        """tokens, labels: (batch, n) -> logits (batch, n, n_labels),
+        weights (batch, n, n)."""
+        _check_tokens_labels(tokens, labels)
         e = self.embed(tokens)  # (batch, n) -> (batch, n, d_model)
         v = self.values(labels)  # (batch, n) -> (batch, n, n_labels)
-        if self.score == "projected":
-            q, k = self.w_q(e), self.w_k(e)  # (batch, n, d_model) -> (batch, n, d_head) each
-            return attention(q, k, v, score="scaled_dot")  # (batch, n, n_labels), (batch, n, n)
-        return attention(e, e, v, score=self.score, weight=self.weight)  # (batch, n, n_labels), (batch, n, n)
+        if self.score == "projected":  # a Transformer head: W_q e, W_k e, scaled
+            q, k = self.w_q(e), self.w_k(e)  # (batch, n, d_model) -> (batch, n, d_head)
+            return attention(q, k, v, score="scaled_dot")
+        return attention(e, e, v, score=self.score, weight=self.weight)  # q = k = e
+
+
+def _check_tokens_labels(tokens: torch.Tensor, labels: torch.Tensor) -> None:
+    if tokens.shape != labels.shape or tokens.dim() < 1:
+        raise ValueError(
+            f"tokens and labels must have the same shape (..., n), got "
+            f"{tuple(tokens.shape)} and {tuple(labels.shape)}"
+        )
+
+
+@torch.no_grad()
+def attention_parts(model: "PartnerAttention", b: PartnerBatch) -> dict[str, float]:
+    """Mean attention weight on each position itself, its partner, its predecessor and the rest.
+
+    The predecessor of position i is the position whose partner i is (for cycles of three or
+    more, three different positions). Also ``"row maximum"``, the mean of each row's largest weight.
+    """
+    _, weights = model(b.tokens, b.labels)  # (batch, n, n)
+    own = torch.arange(b.tokens.shape[1]).expand_as(b.partner)  # (batch, n)
+    predecessor = b.partner.argsort(dim=1)  # (batch, n): position j with partner[j] == i
+    parts = {name: weights.gather(-1, idx[..., None]).mean().item()
+             for name, idx in (("self", own), ("partner", b.partner), ("predecessor", predecessor))}
+    parts["the rest"] = 1.0 - sum(parts.values())
+    parts["row maximum"] = weights.amax(-1).mean().item()
+    return parts
+
+
+@torch.no_grad()
+def obstacle_tests(model: "PartnerAttention", task: PartnerTask) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every token t: does t weigh its partner above itself, and above its predecessor?
+
+    All ``vocab_size`` tokens are fed as one sequence (labels do not affect the weights), so row
+    t of the weights is token t's query. Returns two boolean tensors of shape ``(vocab_size,)``.
+    """
+    task._check_model(model)
+    tokens = torch.arange(task.vocab_size)[None]  # (1, vocab_size): every token once
+    _, w = model(tokens, torch.zeros_like(tokens))  # (1, vocab, vocab)
+    on_partner = w[0].gather(1, task.perm[:, None])[:, 0]  # (vocab,)
+    on_predecessor = w[0].gather(1, task.perm.argsort()[:, None])[:, 0]  # (vocab,)
+    return on_partner > w[0].diagonal(), on_partner > on_predecessor
 
 
 def _partner_loss(model: PartnerAttention, b: PartnerBatch) -> torch.Tensor:
