@@ -9,6 +9,7 @@ from attnlib.experiments.memory import (
     peak_bytes,
     peak_bytes_with_backward,
     saved_for_backward,
+    saved_storages,
 )
 
 F32 = 4  # bytes per float32
@@ -110,3 +111,16 @@ def test_saved_for_backward_of_attention_holds_score_sized_matrices_and_chunked_
     saved, shapes = saved_for_backward(chunked_attention, q, q, q)
     assert all(s[-1] != n or s[-2] != n for s in shapes)
     assert saved == (4 * 2 * n * d + 2 * 2 * n) * F32  # q, k, v, output, and m and l per row
+
+
+def test_saved_storages_count_a_matrix_saved_twice_once():
+    q = torch.randn(8, 4, requires_grad=True)
+
+    def twice(x):
+        y = x.exp()  # exp saves its output y
+        return y * y.t().t()  # mul saves both operands: views of y's storage
+
+    storages = saved_storages(twice, q)
+    saved, shapes = saved_for_backward(twice, q)
+    assert shapes.count((8, 4)) == 3 and storages == [((8, 4), 8 * 4 * F32)]
+    assert saved == 8 * 4 * F32

@@ -1,6 +1,7 @@
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -56,7 +57,7 @@ def test_window_mask_is_the_band(n, r):
 
 
 def test_window_mask_bad_input_raises():
-    with pytest.raises(ValueError, match="r >= 0"):
+    with pytest.raises(ValueError, match=">= 0"):
         window_mask(5, -1)
 
 
@@ -188,3 +189,16 @@ def test_count_macs_of_known_layers():
     assert count_macs(lambda x: causal_conv(conv, x), torch.randn(n, d_in)) == 3 * n * d_in * d_out
     q = torch.randn(n, d_in)
     assert count_macs(lambda q: attention(q, q, q), q) == 2 * n * n * d_in
+
+
+@pytest.mark.parametrize("n", [9, 16, 28])
+def test_measured_paths_follow_the_formulas(n):
+    from attnlib.experiments.paths import measure_paths
+
+    m = measure_paths(n, kernel=3, radius=4)
+    digits = len(np.base_repr(n - 1, 3))  # digits of n - 1 in base 3
+    assert m["self-attention"] == (1, 1)
+    assert m["windowed self-attention, r=4"] == (math.ceil((n - 1) / 4), 1)
+    assert m["convolution, k=3"] == (math.ceil((n - 1) / 2), 1)
+    assert m["dilated convolution, k=3"] == (digits, 1)
+    assert m["RNN"] == m["LSTM"] == (n, n)

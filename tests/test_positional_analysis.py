@@ -26,7 +26,7 @@ def test_sinusoidal_positions_are_distinct():
 
 @pytest.mark.parametrize("n,d", [(0, 4), (4, 3), (4, 0)])
 def test_sinusoidal_rejects_bad_sizes(n, d):
-    with pytest.raises(ValueError, match="even d"):
+    with pytest.raises(ValueError, match=r"(n|d) must"):
         sinusoidal_positions(n, d)
 
 
@@ -46,7 +46,7 @@ def test_distance_of_first_token_attention_and_batch_shape():
 
 
 def test_analysis_rejects_vectors():
-    with pytest.raises(ValueError, match="n_q, n_k"):
+    with pytest.raises(ValueError, match="shape"):
         mean_attention_distance(torch.ones(4))
 
 

@@ -29,12 +29,12 @@ def _bytes(t: torch.Tensor) -> int:
 
 
 class PeakMemory(TorchDispatchMode):
-    """Peak bytes of tensors created by operations inside ``with PeakMemory() as counter:``.
+    """Peak bytes of tensors created by operations inside ``with PeakMemory() as c:``.
 
-    When an operation returns a tensor with new storage its bytes are added to ``now``; when the
-    storage is freed they are subtracted. ``peak`` is the largest ``now`` (tensors that existed
-    before the block, such as the inputs, are not counted). ``calls`` counts operations and
-    ``ops`` holds their names.
+    When an operation returns a tensor with new storage its bytes are added to ``now``;
+    when the storage is freed they are subtracted. ``peak`` is the largest ``now``
+    (tensors that existed before the block, such as the inputs, are not counted).
+    ``calls`` counts operations and ``ops`` holds their names.
     """
 
     def __init__(self):
@@ -57,7 +57,7 @@ class PeakMemory(TorchDispatchMode):
             self.live[key] = storage.nbytes()
             self.now += storage.nbytes()
             self.peak = max(self.peak, self.now)
-            weakref.finalize(storage, self._free, key)  # subtract when the storage is freed
+            weakref.finalize(storage, self._free, key)  # subtract it when freed
         return out
 
 
@@ -127,18 +127,33 @@ def saved_for_backward(fn, *inputs: torch.Tensor) -> tuple[int, list[tuple[int, 
     Uses ``torch.autograd.graph.saved_tensors_hooks``; the inputs are detached copies that require
     grad, and they are counted too if autograd keeps them.
     """
+    storages, shapes = _saved(fn, inputs)
+    return sum(nbytes for _, nbytes in storages.values()), shapes
+
+
+def saved_storages(fn, *inputs: torch.Tensor) -> list[tuple[tuple[int, ...], int]]:
+    """What autograd keeps for ``fn``'s backward, one entry per distinct storage.
+
+    -> ``[(shape of the first tensor saved on that storage, bytes of the storage), ...]``:
+    two saved views of one matrix are one matrix here (``saved_for_backward`` lists both).
+    """
+    return list(_saved(fn, inputs)[0].values())
+
+
+def _saved(fn, inputs):
     inputs = [t.detach().clone().requires_grad_(True) for t in inputs]
     storages, shapes = {}, []
 
     def pack(t):
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        storage = t.untyped_storage()
+        storages.setdefault(storage.data_ptr(), (tuple(t.shape), storage.nbytes()))
         shapes.append(tuple(t.shape))
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = fn(*inputs)
     del out
-    return sum(storages.values()), shapes
+    return storages, shapes
 
 
 def cache_sizes(cpu: str = "/sys/devices/system/cpu/cpu0/cache") -> dict[str, int]:

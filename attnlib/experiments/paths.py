@@ -5,12 +5,15 @@ dependency patterns the chapter compares with full self-attention's.
 """
 
 import copy
+import itertools
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..attention import attention
+from ..layers import SelfAttention
+from ..masks import window_mask
 
 
 def gradient_by_distance(model: nn.Module, tokens: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -163,3 +166,49 @@ def path_length(patterns, max_layers: int = 10_000) -> int:
         if depth >= max_layers:
             break
     raise ValueError(f"the last output never depends on the first input within {max_layers} layers")
+
+
+# --- the chapter's five layers, measured ---------------------------------------------------------
+
+
+def example_layers(n: int, *, d: int = 4, kernel: int = 3, radius: int = 4, seed: int = 0) -> dict:
+    """Random layers on n positions: name -> (the layer as a function, a random point to measure it at).
+
+    Self-attention, windowed self-attention (``|i - j| <= radius``), a causal convolution, and one
+    step of an RNN and of an LSTM (:func:`recurrent_sweep`, a function of the state).
+    """
+    torch.manual_seed(seed)
+    x = torch.randn(n, d)  # (n, d)
+    sa, conv = SelfAttention(d), nn.Conv1d(d, d, kernel)
+    rnn, lstm, win = nn.RNNCell(d, d), nn.LSTMCell(d, d), window_mask(n, radius)
+    return {
+        "self-attention": (lambda x: sa(x)[0], x),
+        f"windowed self-attention, r={radius}": (lambda x: sa(x, mask=win)[0], x),
+        f"convolution, k={kernel}": (lambda x: causal_conv(conv, x), x),
+        "RNN step": (lambda s: recurrent_sweep(rnn, x, s), torch.randn(n, d)),
+        "LSTM step": (lambda s: recurrent_sweep(lstm, x, s), torch.randn(n, 2 * d)),
+    }
+
+
+def measure_paths(n: int, *, d: int = 4, kernel: int = 3, radius: int = 4, seed: int = 0) -> dict:
+    """name -> (layers or steps from input 0 to output n - 1, rounds of sequential work per layer).
+
+    Feed-forward layers: layers stacked until the last output depends on the first input, and
+    1 round (no output waits for another output of its layer). Recurrent layers: 1 step reads
+    ``x_0``, then the chain of steps; rounds measured by :func:`sequential_steps`. Also a stack of
+    convolutions whose layer l looks back in steps of ``kernel ** l`` (dilated).
+    """
+    result = {}
+    for name, (layer, point) in example_layers(n, d=d, kernel=kernel, radius=radius, seed=seed).items():
+        pattern = dependency_pattern(layer, point)  # (n, n): output i depends on input j
+        if name.endswith(" step"):  # the pattern of new state on old state
+            steps = 1 + path_length(itertools.repeat(pattern))
+            result[name.removesuffix(" step")] = (steps, sequential_steps(pattern))
+        else:
+            result[name] = (path_length(itertools.repeat(pattern)), 1)
+    torch.manual_seed(seed + 1)
+    x = torch.randn(n, d)
+    convs = [nn.Conv1d(d, d, kernel, dilation=kernel**level) for level in range(12)]
+    stack = (dependency_pattern(lambda x, c=c: causal_conv(c, x), x) for c in convs)
+    result[f"dilated convolution, k={kernel}"] = (path_length(stack), 1)
+    return result
