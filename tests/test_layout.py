@@ -76,3 +76,21 @@ def test_the_private_name_check_can_fail(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("from .scores import _dot\nfrom .layers import MultiHeadSelfAttention as M\nM._split\n")
     assert len(_private_uses_across_modules(bad)) == 2
+
+
+def test_every_library_attnlib_imports_is_a_dependency():
+    import importlib.metadata
+    import tomllib
+
+    declared = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]["dependencies"]
+    declared = {re.split(r"[<>=!~; \[]", d)[0].lower().replace("_", "-") for d in declared}
+    providers = importlib.metadata.packages_distributions()  # module -> the distributions that provide it
+    missing = set()
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            for top in {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {"attnlib"}:
+                if not {d.lower().replace("_", "-") for d in providers.get(top, [top])} & declared:
+                    missing.add(f"{top} ({path.name})")
+    assert not missing, f"imported but not in pyproject's dependencies: {sorted(missing)}"
