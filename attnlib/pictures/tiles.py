@@ -1,8 +1,8 @@
 """Chapter 8's pictures: the tiles ``chunked_attention`` visits, and the caches against one tile.
 
 Nothing here repeats the kernel's loop. :func:`record_tiles` watches
-:func:`attnlib.chunked_attention` while it runs: the kernel masks every tile it computes through
-``attnlib.chunked.mask_tile_`` (once per tile, and once more if a cheap step is redone), so a
+:func:`attnlib.chunked_attention` while it runs: its forward pass masks every tile it computes
+through the name ``mask_tile_`` of :mod:`attnlib.chunked` (once per tile, again if a step is redone), so a
 wrapper around that function sees each tile's first query, first key, its shape and whether the
 mask forbade any of its scores. :func:`draw_schedule` draws what was recorded; the tiles of the
 block grid that were never recorded are the skipped ones.
@@ -59,9 +59,9 @@ class Schedule:
 def record_tiles():
     """``with record_tiles() as tiles: chunked_attention(...)`` -> ``tiles``: the Tiles visited.
 
-    A tile masked twice (a cheap step redone as a full step) is recorded once. Forward only:
-    run the call without a backward pass (the backward pass visits its tiles through the same
-    function, and would be recorded again).
+    A tile masked twice (a cheap step redone as a full step, or a pass repeated with ``v``
+    scaled down) is recorded once. The forward pass only: the backward pass
+    (:mod:`attnlib.chunked_backward`) is not watched.
     """
     original, tiles, seen = chunked.mask_tile_, [], set()
 
@@ -140,7 +140,7 @@ def draw_caches(caches: dict[str, int], tiles: dict[str, int]) -> Picture:
     from ..display import COLUMN_WIDTH
 
     bars = [(f"{level} cache", size) for level, size in caches.items()] + list(tiles.items())
-    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 0.55 * len(bars) + 1.0))
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.8))  # one size whatever the machine's levels
     labels = [label for label, _ in bars][::-1]
     sizes = [size for _, size in bars][::-1]
     colours = [COLORS["other"] if label.endswith("cache") else COLORS["output"] for label in labels]
