@@ -160,3 +160,29 @@ def test_passages_are_long_and_fit_the_model():
     tokenizer.no_truncation()  # the file cuts at 128; we want the full length to check the model's 256
     lengths = [len(tokenizer.encode(p).ids) for p in ha.PASSAGES]  # [CLS] ... [SEP], not truncated
     assert len(lengths) >= 3 and min(lengths) >= 200 and max(lengths) <= 256
+
+
+def test_without_head_removes_exactly_that_heads_term():
+    torch.manual_seed(0)
+    attn = MultiHeadSelfAttention(16, 4).double()
+    x = torch.randn(2, 7, 16, dtype=torch.float64)
+    with torch.no_grad():
+        full, weights = attn(x)  # (2, 7, 16), (2, 4, 7, 7)
+        term = weights[:, 1] @ ha.value_vectors(attn, x)[:, 1]  # head 1's term: (2, 7, 16)
+        before = attn.out.weight.clone()
+        with ha.without_head(attn, 1):
+            without, _ = attn(x)
+        assert_close(without, full - term)
+    assert torch.equal(attn.out.weight, before)  # restored on leaving the block
+    with pytest.raises(ValueError, match="head must be"):
+        with ha.without_head(attn, 4):
+            pass
+
+
+def test_word_shift_is_the_mean_cosine_distance_of_the_chosen_positions():
+    a = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])  # (1, 3, 2)
+    b = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]])
+    words = torch.tensor([[False, True, True]])
+    assert math.isclose(ha.word_shift(a, b, words).item(), (1 + 2) / 2)
+    with pytest.raises(ValueError, match="must match"):
+        ha.word_shift(a, b[:, :2], words)

@@ -11,11 +11,15 @@ so every quantity here is about the words' rows and says what happens to the par
 - ``value_vectors``  Kobayashi et al.'s (2020) ``f_h(x_j) = W_o^h (W_v^h x_j + b_v^h)``: what key j
   adds to a query's output per unit of weight; ``alpha_ij * ||f_h(x_j)||`` is value-weighted attention
 - ``asymmetry``  ``||W - W^T||_F / ||W||_F`` of a similarity matrix W (0 symmetric, 2 antisymmetric)
+- ``without_head``  a head removed (its columns of the output projection zeroed), to test it by cause
+- ``word_shift``  how far the words' vectors move, ``1 - cos``, between two runs of the same text
 
 All of these take any non-negative "mass" of shape (..., n, n), raw weights or value-weighted ones.
 ``PASSAGES`` are frozen paragraphs of this book's own prose (as of November 2026, math written out
 in words), long enough (200 to 254 word-piece tokens) for a question about distance.
 """
+
+from contextlib import contextmanager
 
 import torch
 
@@ -166,3 +170,36 @@ def asymmetry(w: torch.Tensor) -> torch.Tensor:
     if w.dim() < 2 or w.shape[-1] != w.shape[-2]:
         raise ValueError(f"w must be square, shape (..., d, d), got {tuple(w.shape)}")
     return (w - w.transpose(-2, -1)).norm(dim=(-2, -1)) / w.norm(dim=(-2, -1))
+
+
+@contextmanager
+def without_head(attn: MultiHeadSelfAttention, head: int):
+    """Inside the ``with`` block, head ``head`` of ``attn`` adds nothing to the layer's output.
+
+    The layer's output is ``sum_h W_o^h o_h + b_o``; zeroing head h's columns W_o^h of the output
+    projection removes its term and nothing else (its weights are still computed). The columns
+    are restored on leaving the block, also after an error.
+    """
+    if not isinstance(attn, MultiHeadSelfAttention):
+        raise TypeError(f"attn must be an attnlib.MultiHeadSelfAttention, got {type(attn).__name__}")
+    if isinstance(head, bool) or not isinstance(head, int) or not 0 <= head < attn.n_heads:
+        raise ValueError(f"head must be an int in [0, {attn.n_heads}), got {head!r}")
+    cols = slice(head * attn.d_head, (head + 1) * attn.d_head)
+    saved = attn.out.weight.data[:, cols].clone()  # (d_model, d_head)
+    attn.out.weight.data[:, cols] = 0
+    try:
+        yield attn
+    finally:
+        attn.out.weight.data[:, cols] = saved
+
+
+def word_shift(a: torch.Tensor, b: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    """Mean ``1 - cos(a_i, b_i)`` over the positions i where ``words`` is True.
+
+    a, b: (..., n, d_model) vectors of the same tokens from two runs; words: (..., n) bool -> ()
+    """
+    if a.shape != b.shape or a.shape[:-1] != words.shape:
+        raise ValueError(f"a, b (..., n, d) and words (..., n) must match, got {tuple(a.shape)}, "
+                         f"{tuple(b.shape)}, {tuple(words.shape)}")
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)  # (..., n)
+    return (1 - cos)[words].mean()
