@@ -217,9 +217,9 @@ def test_every_glued_reference_exists(path):
     text = "\n".join(t for _, t in markdown_cells(path)) if path.suffix == ".ipynb" else path.read_text("utf-8")
     missing = []
     for ref in glue_references(text):
-        if "::" in ref:
+        if "::" in ref:  # a path relative to the page's folder, or to the book's root with a leading /
             doc, key = ref.split("::", 1)
-            source = ROOT / doc
+            source = ROOT / doc.lstrip("/") if doc.startswith("/") else path.parent / doc
         else:
             source, key = path, ref
         key = key.split(":", 1)[0]  # {glue:text}`key:.3f`
@@ -288,7 +288,7 @@ def test_figures_are_numbered_captioned_and_described(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_glue_references_name_their_document(path):
     # In the Chinese edition (a translated build) a short {glue:text}`key` renders empty; the form
-    # with the document's path, {glue:text}`chapters/x.ipynb::key:s`, works in both editions.
+    # with the document's path, {glue:text}`x.ipynb::key:s`, works in both editions.
     # `.venv/bin/python tools/editions.py glue-paths chapters/x.ipynb` rewrites them.
     text = "\n".join(t for _, t in markdown_cells(path))
     short = [ref for ref in GLUE_ROLE.findall(text) if "::" not in ref]

@@ -95,19 +95,24 @@ SHORT_GLUE = re.compile(r"\{glue:text\}`(?![^`]*::)([^`:]+)(:[^`]*)?`")
 
 
 def glue_paths(notebook: Path) -> int:
-    """Rewrite ``{glue:text}`key` `` as ``{glue:text}`chapters/x.ipynb::key:s` `` in a notebook's prose.
+    """Rewrite ``{glue:text}`key` `` as ``{glue:text}`x.ipynb::key:s` `` in a notebook's prose.
 
     In a translated build the short form finds no glued value (it renders empty); the form with the
-    document's path works in both editions. ``:s`` prints the value as the short form does."""
+    document's path (relative to the page's folder, as Sphinx resolves it) works in both editions.
+    ``:s`` prints the value as the short form does. A path from the book's root, such as
+    ``chapters/x.ipynb`` written inside a chapter, is made relative too."""
     import nbformat
 
-    doc = notebook.resolve().relative_to(ROOT).as_posix()
+    doc = notebook.name  # a glue path is relative to the page's own folder
     nb = nbformat.read(notebook, as_version=4)
     changed = 0
     for cell in nb.cells:
         if cell.cell_type != "markdown":
             continue
         new, n = SHORT_GLUE.subn(lambda m: f"{{glue:text}}`{doc}::{m.group(1)}{m.group(2) or ':s'}`", cell.source)
+        from_root = rf"\{{glue:text\}}`/?{notebook.parent.name}/{re.escape(doc)}::"
+        new, m = re.subn(from_root, f"{{glue:text}}`{doc}::", new)
+        n += m
         if n:
             cell.source, changed = new, changed + n
     if changed:
