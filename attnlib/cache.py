@@ -41,7 +41,7 @@ class KVCache:
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append the new positions' k, v (batch, n_heads, n_new, d_head) to ``layer``'s; return all of them."""
-        check_cache_entry(layer, len(self.keys), k, v, self.keys[layer] if 0 <= layer < len(self.keys) else None)
+        check_cache_entry(layer, self.keys, k, v)
         if self.keys[layer] is not None:
             k = torch.cat([self.keys[layer], k], dim=-2)  # (batch, h, n_past + n_new, d_head)
             v = torch.cat([self.values[layer], v], dim=-2)  # (batch, h, n_past + n_new, d_head)

@@ -185,17 +185,17 @@ def check_positions(positions, x: torch.Tensor) -> None:
                          f"got {describe(positions)}")
 
 
-def check_cache_entry(layer, n_layers: int, k, v, past) -> None:
-    """KVCache.append: a layer in range; k, v (batch, h, n_new, d) alike, continuing the cached keys ``past``."""
+def check_cache_entry(layer, cached: list, k, v) -> None:
+    """KVCache.append: a layer in range; k, v (batch, h, n_new, d) alike, continuing the layer's ``cached`` keys."""
     check_int("layer", layer, low=0)
-    if layer >= n_layers:
-        raise ValueError(f"layer must be < {n_layers} (the cache's number of layers), got {layer}")
+    if layer >= len(cached):
+        raise ValueError(f"layer must be < {len(cached)} (the cache's number of layers), got {layer}")
     check_float("k", k, min_dim=3)
     check_float("v", v, min_dim=3)
     if k.shape[:-1] != v.shape[:-1]:
         raise ValueError(f"k and v must have one (batch, heads, n_new), got k {tuple(k.shape)} and v {tuple(v.shape)}")
     check_same_dtype_device(k=k, v=v)
-    if past is not None and (past.shape[:-2], past.shape[-1], past.dtype, past.device) != (
+    if (past := cached[layer]) is not None and (past.shape[:-2], past.shape[-1], past.dtype, past.device) != (
             k.shape[:-2], k.shape[-1], k.dtype, k.device):
         raise ValueError(f"k must continue the cached keys, {describe(past)} (same batch, heads, width, dtype "
                          f"and device), got {describe(k)}")

@@ -206,6 +206,8 @@ CASES = [
      r"layer must be < 2 \(the cache's number of layers\), got 2"),
     ("a negative layer", lambda: KVCache(2).append(-1, t(1, 2, 3, 4), t(1, 2, 3, 4)), ValueError,
      "layer must be >= 0, got -1"),
+    ("a layer given as a string", lambda: KVCache(2).append("0", t(1, 2, 3, 4), t(1, 2, 3, 4)), TypeError,
+     "layer must be an int, got str '0'"),
     ("keys of another width than the cached ones", lambda: full_cache().append(0, t(1, 2, 1, 6), t(1, 2, 1, 4)),
      ValueError, r"k must continue the cached keys, torch.float64 tensor \(1, 2, 3, 4\)"),
     ("keys of another dtype than the cached ones",
