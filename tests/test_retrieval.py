@@ -5,15 +5,18 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from torch.nn.utils import parameters_to_vector
 from torch.testing import assert_close
 
-from attnlib import attention
+from attnlib import attention, attention_entropy
 from attnlib.experiments.retrieval import (
     RetrievalAttention,
+    evaluate,
     initial_model,
     nudge,
     retrieval_batch,
     train_retrieval,
+    twin_runs,
 )
 
 
@@ -183,3 +186,31 @@ def test_under_adam_the_unscaled_head_is_the_scaled_head_with_a_larger_w_q_stepp
             opt.step()
     assert_close(scaled.w_q.weight, d**0.5 * dot.w_q.weight)
     assert_close(scaled.w_k.weight, dot.w_k.weight)
+
+
+def test_twin_runs_are_the_run_and_its_nudged_twin():
+    setting = dict(d_head=8, n_symbols=10, n_pairs=4, steps=6, batch_size=8, lr=1e-2)
+    test = retrieval_batch(50, 4, 10, generator=torch.Generator().manual_seed(9))
+    found = twin_runs("dot", seed=3, test=test, every=2, **setting)
+    model, curve = train_retrieval("dot", seed=3, **setting)
+    twin, twin_curve = train_retrieval("dot", seed=3, nudged=True, **setting)
+    assert found["curves"] == (curve, twin_curve)
+    assert found["loss"] == (evaluate(model, test)[0], evaluate(twin, test)[0])
+    assert found["accuracy"] == (evaluate(model, test)[1], evaluate(twin, test)[1])
+    assert found["gap"].shape == (4,)  # steps 0, 2, 4, 6
+    assert 0 < found["gap"][0] < 1e-6  # one rounding step apart at the start
+    end = (parameters_to_vector(model.parameters()) - parameters_to_vector(twin.parameters())).norm()
+    assert found["gap"][-1].item() == pytest.approx((end / parameters_to_vector(model.parameters()).norm()).item())
+    with torch.no_grad():
+        _, w0 = initial_model("dot", d_head=8, n_symbols=10, seed=3)(*test[:3])
+    assert found["start_entropy"] == pytest.approx(attention_entropy(w0).mean().item())
+
+
+def test_evaluate_is_the_cross_entropy_and_the_accuracy():
+    test = retrieval_batch(40, 4, 10, generator=torch.Generator().manual_seed(2))
+    model = initial_model("scaled_dot", d_head=8, n_symbols=10, seed=1)
+    loss, accuracy = evaluate(model, test)
+    with torch.no_grad():
+        logits, _ = model(*test[:3])
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(logits, test[3]).item())
+    assert accuracy == (logits.argmax(-1) == test[3]).float().mean().item()

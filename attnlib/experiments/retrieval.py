@@ -6,6 +6,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..analysis import attention_entropy
 from ..attention import attention
 from ..checks import check_choice, check_positive_number
 from ..training import train
@@ -132,3 +133,46 @@ def retrieval_loss(model: RetrievalAttention, batch: tuple) -> torch.Tensor:
     keys, values, query, target = batch
     logits, _ = model(keys, values, query)  # (batch, n_symbols)
     return nn.functional.cross_entropy(logits, target)
+
+
+def evaluate(model: RetrievalAttention, test: tuple) -> tuple[float, float]:
+    """Cross-entropy (nats) and accuracy of ``model`` on ``test``, a batch of :func:`retrieval_batch`."""
+    keys, values, query, target = test
+    with torch.no_grad():
+        logits, _ = model(keys, values, query)  # (batch, n_symbols)
+    return nn.functional.cross_entropy(logits, target).item(), (logits.argmax(-1) == target).float().mean().item()
+
+
+def twin_runs(score: str, *, seed: int, test: tuple, every: int = 25, **setting) -> dict:
+    """A run of :func:`train_retrieval` and its twin (``nudged=True``), compared along the way.
+
+    ``setting``: the other arguments of :func:`train_retrieval` (``d_head``, ``n_symbols``,
+    ``n_pairs``, ``steps``, ``batch_size``, ``lr``, ``w_q_gain``); ``test``: a batch of
+    :func:`retrieval_batch` to evaluate on. Returns ``loss`` and ``accuracy`` on ``test``
+    (run, twin), the training ``curves`` (run, twin), ``gap``: the twins' relative distance
+    ``||θ - θ'|| / ||θ||`` at steps 0, every, 2 every, ..., and ``start_entropy``: the mean entropy
+    of the untrained run's attention weights on ``test`` (nats).
+    """
+    from torch.nn.utils import parameters_to_vector
+
+    def flat(model):
+        return parameters_to_vector(model.parameters()).detach().clone()
+
+    found = {}
+    for nudged in (False, True):
+        start = initial_model(score, d_head=setting["d_head"], n_symbols=setting["n_symbols"], seed=seed,
+                              nudged=nudged, w_q_gain=setting.get("w_q_gain", 1.0))
+        snapshots = [flat(start)]
+        model, curve = train_retrieval(score, seed=seed, nudged=nudged, every=every,
+                                       callback=lambda _, m, s=snapshots: s.append(flat(m)), **setting)
+        found[nudged] = (evaluate(model, test), curve, torch.stack(snapshots), start)
+    (run, curve, theta, start), (twin, twin_curve, theta_twin, _) = found[False], found[True]
+    with torch.no_grad():
+        _, w0 = start(*test[:3])  # (batch, n_pairs): the weights before training
+    return {
+        "loss": (run[0], twin[0]),
+        "accuracy": (run[1], twin[1]),
+        "curves": (curve, twin_curve),
+        "gap": (theta - theta_twin).norm(dim=-1) / theta.norm(dim=-1),  # (steps // every + 1,)
+        "start_entropy": attention_entropy(w0).mean().item(),
+    }
