@@ -69,7 +69,7 @@ def draw_multi_head(layer, x: torch.Tensor) -> Picture:
         arrow(ax, (5.0, 8.1), (mid, 7.55), color=COLORS["other"])
         shape = shape_text(t["q_heads"][i].shape)
         box(ax, left, 6.4, col - 0.3, 1.1, f"head {i}\nQ, K, V: {shape}", fontsize=10)
-        side = min(col - 0.6, 2.2)  # the head's weights, a square heatmap
+        side = min(col - 0.6, 1.8)  # the head's weights, a square heatmap
         ax.imshow(t["weights"][i].numpy(), cmap="viridis", vmin=0, vmax=1,
                   extent=(mid - side / 2, mid + side / 2, 3.85, 3.85 + side), zorder=2)
         ax.text(mid, 3.85 + side + 0.1, f"weights {n} × {n}", ha="center", fontsize=10)
