@@ -43,6 +43,11 @@ def bilinear_scores(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> t
     """
     check_attention_inputs(q, k, same_width=False)
     check_weight("weight", weight, (q.shape[-1], k.shape[-1]), q)
+    return _bilinear(q, k, weight)
+
+
+def _bilinear(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """:func:`bilinear_scores` after its checks: two matrix products."""
     qw = q @ weight  # (..., n_q, d_q) @ (d_q, d_k) -> (..., n_q, d_k)
     return qw @ k.transpose(-2, -1)  # (..., n_q, d_k) @ (..., d_k, n_k) -> (..., n_q, n_k)
 

@@ -24,6 +24,11 @@ def softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Ten
     weights, never NaN and never uniform.
     """
     check_scores(scores, mask)
+    return _masked_softmax(scores, mask)
+
+
+def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """:func:`softmax` after its checks: masked scores to -inf, the row maximum subtracted, exp, normalised."""
     if scores.shape[-1] == 0:
         return scores  # no keys: an empty row of weights
     if mask is not None:
