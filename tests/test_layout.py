@@ -94,3 +94,20 @@ def test_every_library_attnlib_imports_is_a_dependency():
                 if not {d.lower().replace("_", "-") for d in providers.get(top, [top])} & declared:
                     missing.add(f"{top} ({path.name})")
     assert not missing, f"imported but not in pyproject's dependencies: {sorted(missing)}"
+
+
+def test_every_listing_a_chapter_includes_exists():
+    # A chapter shows library code with {literalinclude} ... :pyobject: NAME; a renamed function would break the book.
+    missing, included = [], 0
+    for notebook in sorted((PACKAGE.parent / "chapters").glob("*.ipynb")):
+        text = notebook.read_text()
+        for path, name in re.findall(r'literalinclude\} \.\./([^\\\s"]+)\\n",\s*":pyobject: ([\w.]+)', text):
+            included += 1
+            nodes = ast.parse((PACKAGE.parent / path).read_text()).body
+            for part in name.split("."):
+                found = [n for n in nodes if isinstance(n, ast.FunctionDef | ast.ClassDef) and n.name == part]
+                if not found:
+                    missing.append(f"{notebook.name}: {path} {name}")
+                    break
+                nodes = found[0].body
+    assert included >= 20 and not missing, missing
