@@ -1,7 +1,7 @@
 """The Chinese edition: the same notebooks and pages, the prose translated with Sphinx's gettext.
 
     .venv/bin/python tools/editions.py config    # write _build/_config.zh_CN.yml (the Chinese build's config)
-    .venv/bin/python tools/editions.py update    # extract the English prose, merge it into locales/zh_CN
+    .venv/bin/python tools/editions.py update [PAGE ...]   # merge the English prose into locales/zh_CN
     .venv/bin/python tools/editions.py check     # fail if any English string lacks a current translation
     .venv/bin/python tools/editions.py glue-paths [NOTEBOOK ...]   # glue roles in the form both builds resolve
 
@@ -52,6 +52,31 @@ def extract(out: Path, root: Path = ROOT) -> Path:
 
 
 TITLED_ROLE = re.compile(r"^\{(term|ref|numref|doc)\}`(?:[^`<]*<([^`>]+)>|([^`]+))`$")
+
+
+def update(pot_dir: Path, pages: list[str]) -> list[str]:
+    """Merge the English strings into the .po of each page (all pages if none is named), as
+    sphinx-intl does: new strings are added untranslated, edited ones kept and marked fuzzy."""
+    from babel.messages.pofile import write_po
+
+    done = []
+    for pot in sorted(pot_dir.rglob("*.pot")):
+        page = pot.relative_to(pot_dir).with_suffix("").as_posix()
+        if pages and page not in pages:
+            continue
+        template = read_po(pot.open(encoding="utf-8"))
+        po_path = LOCALES / LANGUAGE / "LC_MESSAGES" / f"{page}.po"
+        if po_path.exists():
+            catalog = read_po(po_path.open(encoding="utf-8"), locale=LANGUAGE)
+            catalog.update(template)
+        else:
+            catalog = template
+            catalog.locale = LANGUAGE
+        po_path.parent.mkdir(parents=True, exist_ok=True)
+        with po_path.open("wb") as f:
+            write_po(f, catalog, width=0, omit_header=False, ignore_obsolete=True)
+        done.append(page)
+    return done
 
 
 def markup(text: str) -> list[str]:
@@ -132,12 +157,15 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:  # gettext needs a fresh doctree folder
         pot_dir = extract(Path(tmp))
         if command == "update":
-            subprocess.run([str(Path(sys.executable).with_name("sphinx-intl")), "update", "-p", str(pot_dir),
-                            "-l", LANGUAGE, "-d", str(LOCALES), "-w", "0"], check=True)
+            for page in update(pot_dir, argv[2:]):
+                print(f"updated {page}")
             return 0
         found = problems(pot_dir)
-    for line in found[:40]:
-        print(line)
+    by_page: dict[str, list[str]] = {}
+    for line in found:
+        by_page.setdefault(line.split(":", 1)[0], []).append(line)
+    for page, lines in by_page.items():  # a few examples per page, and the count
+        print(f"{page}: {len(lines)} problems", *lines[:3], sep="\n  ")
     if found:
         print(f"{len(found)} strings of the English book have no current Chinese translation: edit the .po files "
               f"in {LOCALES.relative_to(ROOT)}/{LANGUAGE}/LC_MESSAGES (tools/editions.py update merges new strings)")
