@@ -31,7 +31,7 @@ ZH_CONFIG = ROOT / "_build" / f"_config.{LANGUAGE}.yml"
 JB = str(Path(sys.executable).with_name("jupyter-book"))
 
 # What a translation must carry over unchanged from its English original.
-MARKUP = re.compile(r"(\{[a-z:-]+\}`[^`]*`|``[^`]+``|`[^`]+`|\$\$.*?\$\$|\$[^$]+\$|https?://\S+)", re.DOTALL)
+MARKUP = re.compile(r"(\{[a-z:-]+\}`[^`]*`|``[^`]+``|`[^`]+`|\$\$.*?\$\$|\$[^$]+\$|https?://[^\s)>\]]+)", re.DOTALL)
 
 
 def zh_config() -> Path:
