@@ -45,11 +45,15 @@ class SelfAttention(nn.Module):
         self.w_v = nn.Linear(d_model, d_head, bias=False)
         self.weight = nn.Parameter(torch.eye(d_head)) if score == "bilinear" else None
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False):
-        """x: (..., n, d_model) -> output (..., n, d_head), weights (..., n, n); ``causal`` as in ``attention``."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                causal: bool = False):
+        """x: (..., n, d_model) -> output (..., n, d_head), weights (..., n, n).
+
+        ``mask`` and ``causal`` as in :func:`attnlib.attention`."""
         check_features("x", x, self.w_q.in_features, self.w_q.weight)
         q, k, v = self.w_q(x), self.w_k(x), self.w_v(x)  # each (..., n, d_head)
-        return attention(q, k, v, score=self.score, mask=mask, causal=causal, weight=self.weight)
+        return attention(q, k, v, score=self.score, mask=mask, causal=causal,
+                         weight=self.weight)
 
 
 class MultiHeadSelfAttention(nn.Module):

@@ -49,7 +49,7 @@ def bilinear_scores(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> t
 def _bilinear(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """:func:`bilinear_scores` after its checks: two matrix products."""
     qw = q @ weight  # (..., n_q, d_q) @ (d_q, d_k) -> (..., n_q, d_k)
-    return qw @ k.transpose(-2, -1)  # (..., n_q, d_k) @ (..., d_k, n_k) -> (..., n_q, n_k)
+    return qw @ k.transpose(-2, -1)  # (.., n_q, d_k) @ (.., d_k, n_k) -> (.., n_q, n_k)
 
 
 def additive_scores(

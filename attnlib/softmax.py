@@ -28,13 +28,15 @@ def softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Ten
 
 
 def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """:func:`softmax` after its checks: masked scores to -inf, the row maximum subtracted, exp, normalised."""
+    """:func:`softmax` after its checks: masked scores to -inf, the row maximum
+    subtracted, exp, normalised."""
     if scores.shape[-1] == 0:
         return scores  # no keys: an empty row of weights
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     row_max = scores.amax(dim=-1, keepdim=True)  # (..., 1)
-    row_max = torch.where(torch.isfinite(row_max), row_max, 0.0)  # a fully masked row has max -inf
+    # a fully masked row has max -inf: shift it by 0 instead
+    row_max = torch.where(torch.isfinite(row_max), row_max, 0.0)
     exps = torch.exp(scores - row_max)  # (..., n_k); exp(-inf) = 0 for masked keys
     total = exps.sum(dim=-1, keepdim=True)  # (..., 1); 0 only for a fully masked row
     return exps / torch.where(total > 0, total, 1.0)
@@ -64,13 +66,15 @@ def online_normalizer(
 def _online_normalizer(scores, block_size, mask):
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    m = torch.full_like(scores[..., :1], float("-inf"))  # (..., 1): max of the keys read so far
-    l = torch.zeros_like(scores[..., :1])  # noqa: E741  (..., 1): sum of exp(s_j - m) so far
+    m = torch.full_like(scores[..., :1], float("-inf"))  # (..., 1): max read so far
+    l = torch.zeros_like(scores[..., :1])  # (..., 1): sum of exp(s_j - m) so far
     for start in range(0, scores.shape[-1], block_size):
         block = scores[..., start : start + block_size]  # (..., b), b <= block_size
         m_new = torch.maximum(m, block.amax(dim=-1, keepdim=True))  # (..., 1)
-        shift = torch.where(torch.isfinite(m_new), m_new, 0.0)  # -inf only while all keys are masked
-        l = l * torch.exp(m - shift) + torch.exp(block - shift).sum(dim=-1, keepdim=True)  # noqa: E741
+        # m_new is -inf only while every key read so far is masked
+        shift = torch.where(torch.isfinite(m_new), m_new, 0.0)
+        rescale = torch.exp(m - shift)  # (..., 1): moves the old sum to the new max
+        l = l * rescale + torch.exp(block - shift).sum(dim=-1, keepdim=True)
         m = m_new
     return m, l
 
@@ -86,7 +90,7 @@ def online_softmax(scores: torch.Tensor, block_size: int, mask: torch.Tensor | N
     a row with nothing to attend to gets all-zero weights (not NaN, not uniform).
     """
     check_scores(scores, mask, block_size)
-    m, l = _online_normalizer(scores, block_size, mask)  # noqa: E741  (..., 1), (..., 1)
+    m, l = _online_normalizer(scores, block_size, mask)  # (..., 1), (..., 1)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     shift = torch.where(torch.isfinite(m), m, 0.0)  # (..., 1)
