@@ -11,6 +11,7 @@ import http.server
 import os
 import re
 import shutil
+import sys
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
@@ -36,6 +37,9 @@ def toc_pages() -> list[str]:
 
 PAGES = toc_pages()
 EDITIONS = {"en": "", "zh": "zh/"}  # the Chinese edition is served from zh/ beside the English one
+sys.path.insert(0, str(ROOT / "tools"))
+from editions import TRANSLATED  # noqa: E402  the pages the Chinese edition has translated
+
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
 LATIN = re.compile(r"[A-Za-z]")
 
@@ -268,10 +272,11 @@ def test_page(page_name, edition, server, browser):
         real_images = [img for img in info["images"] if img["width"] > 0 and "_images/" in img["src"]]
         if mentions_figure and edition == "en":
             assert real_images, f"{page_name}: the text refers to a figure but the page shows none"
-    if edition == "zh":
+    if edition == "zh" and page_name in TRANSLATED:
         cjk, latin = len(CJK.findall(info["prose"])), len(LATIN.findall(info["prose"]))
         share = cjk / max(1, cjk + latin)
         assert share >= 0.5, f"{page_name}: the Chinese page's prose is {share:.0%} Chinese characters"
+    if edition == "zh":
         english, _ = inspected(server, browser, "en", page_name, 1280)
         assert sorted(info["glued"]) == sorted(english["glued"]), (
             f"{page_name}: the glued values differ between the editions: "

@@ -28,7 +28,7 @@ def book(tmp_path_factory):
 
 
 def check(book: Path, out: Path) -> list[str]:
-    return editions.problems(editions.extract(out, root=book), locales=book / "locales")
+    return editions.problems(editions.extract(out, root=book), locales=book / "locales", pages=[PAGE])
 
 
 def test_the_translation_is_complete(book, tmp_path):
@@ -51,3 +51,13 @@ def test_a_translation_that_changes_the_math_fails():
     assert editions.markup("{term}`query` and {ref}`the chapter <ch-x>`") == editions.markup(
         "{term}`查询 <query>` 与 {ref}`这一章 <ch-x>`"
     )
+
+
+def test_the_translated_pages_are_pages_of_the_book():
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    pages = {toc["root"]} | {c["file"] for part in toc["parts"] for c in part["chapters"]}
+    assert set(editions.TRANSLATED) <= pages
+    for page in editions.TRANSLATED:
+        assert (editions.LOCALES / editions.LANGUAGE / "LC_MESSAGES" / f"{page}.po").exists(), page

@@ -30,6 +30,16 @@ LOCALES = ROOT / "locales"
 ZH_CONFIG = ROOT / "_build" / f"_config.{LANGUAGE}.yml"
 JB = str(Path(sys.executable).with_name("jupyter-book"))
 
+# The pages whose Chinese translation is complete. The drift gate holds each of them to a current
+# translation of every string; the browser test requires their prose to be Chinese. A page not
+# listed yet is built in the Chinese site with its English text (Sphinx falls back to the msgid).
+TRANSLATED = [
+    "glossary", "notation", "bibliography",
+    "chapters/01_queries_keys_values", "chapters/02_dot_product", "chapters/04_bilinear",
+    "chapters/05_softmax", "chapters/06_self_attention", "chapters/08_cost_and_memory",
+    "chapters/09_pretrained_attention", "chapters/13_ring_attention",
+]
+
 # What a translation must carry over unchanged from its English original.
 MARKUP = re.compile(r"(\{[a-z:-]+\}`[^`]*`|``[^`]+``|`[^`]+`|\$\$.*?\$\$|\$[^$]+\$|https?://[^\s)>\]]+)", re.DOTALL)
 
@@ -89,11 +99,13 @@ def markup(text: str) -> list[str]:
     return sorted(found)
 
 
-def problems(pot_dir: Path, locales: Path = LOCALES) -> list[str]:
-    """What keeps the Chinese edition from matching the English strings in ``pot_dir``."""
+def problems(pot_dir: Path, locales: Path = LOCALES, pages=tuple(TRANSLATED)) -> list[str]:
+    """What keeps the translated ``pages`` from matching the English strings in ``pot_dir``."""
     found = []
     for pot in sorted(pot_dir.rglob("*.pot")):
         page = pot.relative_to(pot_dir).with_suffix("")
+        if page.as_posix() not in pages:
+            continue
         po_path = locales / LANGUAGE / "LC_MESSAGES" / f"{page}.po"
         template = read_po(pot.open(encoding="utf-8"))
         if not po_path.exists():
@@ -170,7 +182,7 @@ def main(argv: list[str]) -> int:
         print(f"{len(found)} strings of the English book have no current Chinese translation: edit the .po files "
               f"in {LOCALES.relative_to(ROOT)}/{LANGUAGE}/LC_MESSAGES (tools/editions.py update merges new strings)")
         return 1
-    print("every English string has its Chinese translation")
+    print(f"every English string of the {len(TRANSLATED)} translated pages has its Chinese translation")
     return 0
 
 
