@@ -60,6 +60,7 @@ source:
 	  tar --exclude=./.venv --exclude=./_build --exclude=__pycache__ --exclude=.ipynb_checkpoints \
 	    --transform 's,^\.,self-attention-tested,' -czf _build/source.tar.gz . && mv _build/source.tar.gz $(SOURCE); \
 	fi
+	@if [ -d _build/html/zh ]; then cp $(SOURCE) _build/html/zh/; fi
 
 # The whole book as one PDF per edition (every page printed by headless Chromium, joined).
 pdf: $(STAMP) build

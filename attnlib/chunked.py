@@ -47,7 +47,7 @@ def reference_tiles(q, k, v, forbid, causal, block, lead):
     for q0 in range(0, q.shape[1], block):
         q_blk = q[:, q0 : q0 + block]  # (B, b_q, d)
         m = torch.full_like(q_blk[..., :1], torch.finfo(q.dtype).min)  # (B, b_q, 1); finite: m - m_new is no NaN
-        l = torch.zeros_like(m)  # noqa: E741  (B, b_q, 1): sum_j exp(s_j - m)
+        l = torch.zeros_like(m)  # (B, b_q, 1): sum_j exp(s_j - m)
         acc = q_blk.new_zeros(*q_blk.shape[:2], v.shape[-1])  # (B, b_q, d_v): sum_j exp(s_j - m) v_j
         for k0 in key_starts(q0 + q_blk.shape[1], k.shape[1], block, causal):
             s = q_blk @ k[:, k0 : k0 + block].transpose(1, 2) / math.sqrt(q.shape[-1])  # (B, b_q, b_k)
@@ -55,7 +55,7 @@ def reference_tiles(q, k, v, forbid, causal, block, lead):
             m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))  # (B, b_q, 1)
             r = torch.exp(m - m_new)  # (B, b_q, 1): rescales the old sums to the new maximum
             p = torch.exp(s - m_new)  # (B, b_q, b_k): the tile's unnormalised weights; forbidden -> 0
-            l = l * r + p.sum(dim=-1, keepdim=True)  # noqa: E741
+            l = l * r + p.sum(dim=-1, keepdim=True)
             acc = acc * r + p @ v[:, k0 : k0 + block]  # (B, b_q, b_k) @ (B, b_k, d_v) -> (B, b_q, d_v)
             m = m_new
         outs.append(acc / torch.where(l > 0, l, 1.0))  # (B, b_q, d_v); 0 for a row that saw no key
@@ -83,7 +83,7 @@ def forward_tiles(q, k, v, forbid, causal, block, lead):
         q_shift = buffer_view(q_buf, B, q1 - q0, d + 1)  # (B, b_q, d + 1): [q / sqrt(d), -m]
         torch.mul(q_blk, scale, out=q_shift[..., :d])
         acc = buffer_view(acc_buf, B, q1 - q0, d_v).zero_()  # (B, b_q, d_v): sum_j exp(s_j - m) v_j
-        m, m_new, r, l, l_tile = (buffer_view(b, B, q1 - q0, 1) for b in (m_buf, m_new_buf, r_buf, l_buf, l_tile_buf))  # noqa: E741
+        m, m_new, r, l, l_tile = (buffer_view(b, B, q1 - q0, 1) for b in (m_buf, m_new_buf, r_buf, l_buf, l_tile_buf))
         m.fill_(lowest)  # so that m - m_new is never -inf - (-inf) = NaN, even in a fully masked row
         l.zero_()  # (B, b_q, 1): sum_j exp(s_j - m)
         for k0 in key_starts(q1, n_k, block, causal):  # causal: no key after the last query
@@ -118,11 +118,11 @@ class ChunkedAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, forbid, causal, block, lead):
-        out, m, l, finite = forward_tiles(q, k, v, forbid, causal, block, lead)  # noqa: E741
+        out, m, l, finite = forward_tiles(q, k, v, forbid, causal, block, lead)
         if not finite and torch.isfinite(v).all():  # |v| so large that a sum overflowed: again, v scaled down
             largest = v.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)  # (B, 1, d_v)
             power = torch.exp2(torch.floor(torch.log2(largest)))  # (B, 1, d_v): a power of two, exact to divide by
-            out, m, l, _ = forward_tiles(q, k, v / power, forbid, causal, block, lead)  # noqa: E741
+            out, m, l, _ = forward_tiles(q, k, v / power, forbid, causal, block, lead)
             out.mul_(power)  # (B, n_q, d_v)
         ctx.save_for_backward(q, k, v, out, m, l)
         ctx.forbid, ctx.causal, ctx.block, ctx.lead = forbid, causal, block, lead
@@ -130,7 +130,7 @@ class ChunkedAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_out):
-        q, k, v, out, m, l = ctx.saved_tensors  # noqa: E741
+        q, k, v, out, m, l = ctx.saved_tensors
         tiles = ctx.forbid, ctx.causal, ctx.block, ctx.lead  # the forward pass's tiles and masks
         d_q, d_k, d_v = backward_by_recomputation(q, k, v, out, m, l, d_out, *tiles)
         return d_q, d_k, d_v, None, None, None, None

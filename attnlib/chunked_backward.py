@@ -22,7 +22,7 @@ import torch
 from .tiles import buffer_view, key_starts, mask_tile_
 
 
-def backward_by_recomputation(q, k, v, out, m, l, d_out, forbid, causal, block, lead):  # noqa: E741
+def backward_by_recomputation(q, k, v, out, m, l, d_out, forbid, causal, block, lead):
     """Gradients of chunked attention, one recomputed tile at a time.
 
     q: (B, n_q, d), k: (B, n_k, d), v: (B, n_k, d_v), out, d_out: (B, n_q, d_v), m, l: (B, n_q, 1)

@@ -125,7 +125,7 @@ def ring_forward(q, k, v, causal, layout, ring, stats):
     """q, k: (B, n_local, d), v: (B, n_local, d_v) -> out (B, n_local, d_v), log-normaliser L (B, n_local, 1)."""
     (B, n, d), d_v = q.shape, v.shape[-1]
     c = n // len(layout_chunks(0, ring.size, layout))  # positions per chunk
-    acc, l = q.new_zeros(B, n, d_v), q.new_zeros(B, n, 1)  # noqa: E741  sum_j exp(s_j - m) v_j, sum_j exp(s_j - m)
+    acc, l = q.new_zeros(B, n, d_v), q.new_zeros(B, n, 1)  # sum_j exp(s_j - m) v_j, sum_j exp(s_j - m)
     m = q.new_full((B, n, 1), torch.finfo(q.dtype).min)  # running maximum, finite from the start
     kv0 = torch.cat([k, v], dim=-1)  # (B, n_local, d + d_v): keys and values travel as one message
     for kv, tiles, entry in ring_steps(ring, kv0, causal, layout, None if stats is None else stats.forward):

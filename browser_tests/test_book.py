@@ -132,12 +132,13 @@ async () => {
     untypeset: untypeset,
     rawMath: raw,
     links: [...document.querySelectorAll("a[href]")].map(a => a.href),
-    // outputs (tables, figures, text) wider than the text column: cut off for a reader
+    // outputs (tables, figures, text) that stick out of the text column
     overflowing: [...document.querySelectorAll(".cell_output table, .cell_output img, .cell_output pre")]
       .filter(el => {
         const column = el.closest("article, main").getBoundingClientRect().right;
         const box = el.getBoundingClientRect();
-        return box.right > column + 1 || el.scrollWidth > el.clientWidth + 1;
+        // a wide output may scroll inside its own box; it must not stick out of the column
+        return box.right > column + 1;
       })
       .map(el => el.tagName + ": " + (el.textContent || el.src || "").slice(0, 60)),
     text: document.querySelector("main, article, body").innerText,
