@@ -38,7 +38,7 @@ from torch import nn
 from .attention import attention, grouped_query_attention
 from .cache import KVCache
 from .checks import check_choice, check_float, check_heads, check_positive_int
-from .layers import MultiHeadCrossAttention
+from .layers import MultiHeadCrossAttention, merge_heads, split_heads  # the one head split
 from .masks import causal_mask
 from .positions import PAIRINGS, apply_rotary
 
@@ -92,17 +92,6 @@ class Config:
     @property
     def d_head(self) -> int:
         return self.d_model // self.n_heads
-
-
-def split_heads(t: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """(..., n, n_heads * d_head) -> (..., n_heads, n, d_head): a slice of features per head."""
-    t = t.unflatten(-1, (n_heads, t.shape[-1] // n_heads))  # (..., n, h, d_head)
-    return t.transpose(-3, -2)  # (..., h, n, d_head)
-
-
-def merge_heads(t: torch.Tensor) -> torch.Tensor:
-    """(..., n_heads, n, d_head) -> (..., n, n_heads * d_head): the heads side by side."""
-    return t.transpose(-3, -2).flatten(-2)  # (..., n, h, d_head) -> (..., n, h * d_head)
 
 
 class GroupedSelfAttention(nn.Module):
