@@ -3,10 +3,8 @@
 "wednesday , the twenty third of march , twenty twenty four" -> "2024年3月23日星期三". The year moves from
 the end to the front, day and month swap, the weekday moves from the front to the back; one English word
 gives several characters ("march" -> "3月") and some give none ("the", "of", ","). A sentence holds one to
-``MAX_DATES`` dates joined by "and" (和), so sources run from 3 to 23 words. Every character is produced by
-a rule that reads one source word, so that word is its true alignment. Every sentence is in exactly one
-split, training, validation or test, decided by the CRC-32 of its text (:func:`split_of`).
-"""
+``MAX_DATES`` dates joined by "and" (和), 3 to 23 words. Each character is written by a rule reading one
+source word, its true alignment. A sentence's split is decided by its CRC-32 (:func:`split_of`)."""
 
 import calendar
 import datetime
