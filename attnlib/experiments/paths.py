@@ -1,8 +1,5 @@
-"""Chapter 7's measuring tools: how far a signal reaches, in gradients, dependency patterns and path lengths.
-
-Also the restricted (local) attention, the causal convolution and the recurrent sweep whose
-dependency patterns the chapter compares with full self-attention's.
-"""
+"""Chapter 7's measuring tools: how far a signal reaches (gradients, dependency patterns, path lengths),
+and the local attention, causal convolution and recurrent sweep compared with full self-attention."""
 
 import copy
 import itertools
