@@ -31,9 +31,7 @@ def gradient_by_distance(model: nn.Module, tokens: torch.Tensor, dtype: torch.dt
     return sq.sqrt().flip(0)  # index = distance from the last position
 
 
-# --- dependency patterns and path lengths ----------------------------------------------------------
-
-
+# --- dependency patterns and path lengths ---
 def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r: int) -> torch.Tensor:
     """Attention restricted to the window |i - j| <= r, computing only the 2r + 1 allowed scores per query.
 
