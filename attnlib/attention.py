@@ -65,19 +65,22 @@ def grouped_query_attention(
     mask: torch.Tensor | None = None,
     causal: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grouped-query attention (Ainslie et al. 2023): h query heads share h_kv key/value heads.
+    """Grouped-query attention (Ainslie et al. 2023): h query heads share h_kv
+    key/value heads.
 
-    q: (..., h, n_q, d), k: (..., h_kv, n_k, d), v: (..., h_kv, n_k, d_v), h a multiple of h_kv
-    -> output (..., h, n_q, d_v), weights (..., h, n_q, n_k)
+    q: (..., h, n_q, d), k: (..., h_kv, n_k, d), v: (..., h_kv, n_k, d_v), h a
+    multiple of h_kv -> output (..., h, n_q, d_v), weights (..., h, n_q, n_k)
 
-    Query head i reads key/value head ``i // (h / h_kv)``: consecutive query heads form a group.
-    ``h_kv = h`` is multi-head attention, ``h_kv = 1`` multi-query attention (Shazeer 2019).
-    Scaled dot-product scores, ``1/sqrt(d)``. mask: boolean, broadcastable to (..., h, n_q, n_k),
-    ``True`` = may attend; causal as in :func:`attention`. Only the cache of k and v shrinks, by
-    h / h_kv: here each key/value head is repeated for its group before attending.
+    Query head i reads key/value head ``i // (h / h_kv)``: consecutive query heads
+    form a group. ``h_kv = h`` is multi-head attention, ``h_kv = 1`` multi-query
+    attention (Shazeer 2019). Scaled dot-product scores, ``1/sqrt(d)``. mask: boolean,
+    broadcastable to (..., h, n_q, n_k), ``True`` = may attend; causal as in
+    :func:`attention`. Only the cache of k and v shrinks, by h / h_kv: here each
+    key/value head is repeated for its group before attending.
     """
     h, h_kv = check_grouped_heads(q, k, v)
     group = h // h_kv
     k = k.repeat_interleave(group, dim=-3)  # (..., h_kv, n_k, d) -> (..., h, n_k, d)
-    v = v.repeat_interleave(group, dim=-3)  # (..., h_kv, n_k, d_v) -> (..., h, n_k, d_v)
-    return attention(q, k, v, mask=mask, causal=causal)  # (..., h, n_q, d_v), (..., h, n_q, n_k)
+    v = v.repeat_interleave(group, dim=-3)  # (..., h, n_k, d_v)
+    # output (..., h, n_q, d_v), weights (..., h, n_q, n_k)
+    return attention(q, k, v, mask=mask, causal=causal)

@@ -56,18 +56,24 @@ class KVCache:
 def cached_self_attention(
     attn: MultiHeadSelfAttention, x: torch.Tensor, cache: KVCache, layer: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Causal self-attention of new positions that continue the positions held in ``cache``.
+    """Causal self-attention of new positions that continue the positions held in
+    ``cache``.
 
-    x: (batch, n_new, d_model), the new positions only -> output (batch, n_new, d_model),
-    weights (batch, n_heads, n_new, n_past + n_new). Queries come from the new positions; keys and
-    values from the cache and the new positions (appended to the cache). New query i stands at
-    position n_past + i, so it may attend to keys j <= n_past + i: the *bottom-right* causal mask
-    (``True`` = may attend). The top-left mask would let query i see only keys j <= i.
+    x: (batch, n_new, d_model), the new positions only -> output
+    (batch, n_new, d_model), weights (batch, n_heads, n_new, n_past + n_new). Queries
+    come from the new positions; keys and values from the cache and the new positions
+    (appended to the cache). New query i stands at position n_past + i, so it may
+    attend to keys j <= n_past + i: the *bottom-right* causal mask (``True`` = may
+    attend). The top-left mask would let query i see only keys j <= i.
     """
     check_features("x", x, attn.d_model, attn.qkv.weight)
     q, k, v = attn.qkv(x).chunk(3, dim=-1)  # each (batch, n_new, d_model)
-    q, k, v = (split_heads(t, attn.n_heads) for t in (q, k, v))  # each (batch, h, n_new, d_head)
+    q, k, v = (split_heads(t, attn.n_heads)
+               for t in (q, k, v))  # each (batch, h, n_new, d_head)
     k, v = cache.append(layer, k, v)  # each (batch, h, n_past + n_new, d_head)
-    mask = causal_mask(q.shape[-2], k.shape[-2], align="bottom_right", device=x.device)  # (n_new, n_k)
-    heads, weights = attention(q, k, v, mask=mask)  # (batch, h, n_new, d_head), (batch, h, n_new, n_k)
-    return attn.out(merge_heads(heads)), weights  # (batch, n_new, h, d_head) -> (batch, n_new, d_model)
+    mask = causal_mask(q.shape[-2], k.shape[-2], align="bottom_right",
+                       device=x.device)  # (n_new, n_k)
+    # heads (batch, h, n_new, d_head), weights (batch, h, n_new, n_k)
+    heads, weights = attention(q, k, v, mask=mask)
+    # (batch, n_new, h, d_head) -> (batch, n_new, d_model)
+    return attn.out(merge_heads(heads)), weights

@@ -65,50 +65,75 @@ def reference_tiles(q, k, v, forbid, causal, block, lead):
 
 
 def forward_tiles(q, k, v, forbid, causal, block, lead):
-    """q: (B, n_q, d), k: (B, n_k, d), v: (B, n_k, d_v) -> out (B, n_q, d_v), m, l (B, n_q, 1), finite.
+    """q: (B, n_q, d), k: (B, n_k, d), v: (B, n_k, d_v) -> out (B, n_q, d_v),
+    m, l (B, n_q, 1), finite.
 
-    ``finite`` is False if some accumulator overflowed (only for ``|v|`` near the float's limit).
+    ``finite`` is False if some accumulator overflowed (only for ``|v|`` near the
+    float's limit).
     """
     (B, n_q, d), (n_k, d_v) = q.shape, v.shape[-2:]
-    k_ones = torch.cat([k, k.new_ones(B, n_k, 1)], dim=-1)  # (B, n_k, d + 1): [q / sqrt(d), -m] . [k, 1] = s - m
-    out, m_all, l_all = q.new_empty(B, n_q, d_v), q.new_empty(B, n_q, 1), q.new_empty(B, n_q, 1)
-    b_q, b_k = min(block, n_q), min(block, n_k)  # the largest tile: no larger than the scores themselves
-    s_buf, acc_buf, q_buf = q.new_empty(B * b_q * b_k), q.new_empty(B * b_q * d_v), q.new_empty(B * b_q * (d + 1))
-    m_buf, m_new_buf, r_buf, l_buf, l_tile_buf = (q.new_empty(B * b_q) for _ in range(5))
-    scale, lowest = 1.0 / math.sqrt(d), torch.finfo(q.dtype).min  # m starts finite, not -inf
-    limit, triangles, finite = math.sqrt(torch.finfo(q.dtype).max), {}, True  # the largest row sum a cheap step keeps
+    # [q / sqrt(d), -m] . [k, 1] = s - m
+    k_ones = torch.cat([k, k.new_ones(B, n_k, 1)], dim=-1)  # (B, n_k, d + 1)
+    out, m_all, l_all = (q.new_empty(B, n_q, d_v), q.new_empty(B, n_q, 1),
+                         q.new_empty(B, n_q, 1))
+    # the largest tile: no larger than the scores themselves
+    b_q, b_k = min(block, n_q), min(block, n_k)
+    s_buf, acc_buf, q_buf = (q.new_empty(B * b_q * b_k), q.new_empty(B * b_q * d_v),
+                             q.new_empty(B * b_q * (d + 1)))
+    m_buf, m_new_buf, r_buf, l_buf, l_tile_buf = (q.new_empty(B * b_q)
+                                                  for _ in range(5))
+    # lowest: m starts finite, not -inf
+    scale, lowest = 1.0 / math.sqrt(d), torch.finfo(q.dtype).min
+    # limit: the largest row sum a cheap step keeps
+    limit, triangles, finite = math.sqrt(torch.finfo(q.dtype).max), {}, True
     for q0 in range(0, n_q, block):
         q1 = min(q0 + block, n_q)
         q_blk = q[:, q0:q1]  # (B, b_q, d)
-        q_shift = buffer_view(q_buf, B, q1 - q0, d + 1)  # (B, b_q, d + 1): [q / sqrt(d), -m]
+        # [q / sqrt(d), -m]
+        q_shift = buffer_view(q_buf, B, q1 - q0, d + 1)  # (B, b_q, d + 1)
         torch.mul(q_blk, scale, out=q_shift[..., :d])
-        acc = buffer_view(acc_buf, B, q1 - q0, d_v).zero_()  # (B, b_q, d_v): sum_j exp(s_j - m) v_j
-        m, m_new, r, l, l_tile = (buffer_view(b, B, q1 - q0, 1) for b in (m_buf, m_new_buf, r_buf, l_buf, l_tile_buf))
-        m.fill_(lowest)  # so that m - m_new is never -inf - (-inf) = NaN, even in a fully masked row
+        # sum_j exp(s_j - m) v_j
+        acc = buffer_view(acc_buf, B, q1 - q0, d_v).zero_()  # (B, b_q, d_v)
+        m, m_new, r, l, l_tile = (buffer_view(b, B, q1 - q0, 1)
+                                  for b in (m_buf, m_new_buf, r_buf, l_buf, l_tile_buf))
+        # so that m - m_new is never -inf - (-inf) = NaN, even in a fully masked row
+        m.fill_(lowest)
         l.zero_()  # (B, b_q, 1): sum_j exp(s_j - m)
-        for k0 in key_starts(q1, n_k, block, causal):  # causal: no key after the last query
+        # causal: no key after the last query
+        for k0 in key_starts(q1, n_k, block, causal):
             k1 = min(k0 + block, n_k)
             s = buffer_view(s_buf, B, q1 - q0, k1 - k0)  # (B, b_q, b_k)
             if k0 > 0:  # cheap step: keep the old maximum
-                torch.bmm(q_shift, k_ones[:, k0:k1].transpose(1, 2), out=s)  # (B, b_q, b_k): s - m
+                torch.bmm(q_shift, k_ones[:, k0:k1].transpose(1, 2), out=s)  # s - m
                 mask_tile_(s, forbid, causal, q0, k0, lead, triangles)
-                torch.sum(s.exp_(), dim=-1, keepdim=True, out=l_tile)  # (B, b_q, 1); inf if a score overflowed
-                if l_tile.numel() == 0 or l_tile.max() <= limit:  # every exp(s - m) <= limit: no overflow ahead
+                # l_tile is inf if a score overflowed
+                torch.sum(s.exp_(), dim=-1, keepdim=True, out=l_tile)  # (B, b_q, 1)
+                # every exp(s - m) <= limit: no overflow ahead
+                if l_tile.numel() == 0 or l_tile.max() <= limit:
                     l.add_(l_tile)
-                    torch.baddbmm(acc, s, v[:, k0:k1], out=acc)  # acc + (B, b_q, b_k) @ (B, b_k, d_v)
+                    # acc + (B, b_q, b_k) @ (B, b_k, d_v)
+                    torch.baddbmm(acc, s, v[:, k0:k1], out=acc)
                     continue
-            # full step (the online softmax): a new maximum, and the old sums rescaled to it
-            torch.baddbmm(s, q_blk, k[:, k0:k1].transpose(1, 2), beta=0, alpha=scale, out=s)  # (B, b_q, b_k)
+            # full step (the online softmax): a new maximum, the old sums rescaled to it
+            torch.baddbmm(s, q_blk, k[:, k0:k1].transpose(1, 2), beta=0, alpha=scale,
+                          out=s)  # (B, b_q, b_k)
             mask_tile_(s, forbid, causal, q0, k0, lead, triangles)
-            torch.maximum(torch.amax(s, dim=-1, keepdim=True, out=m_new), m, out=m_new)  # (B, b_q, 1)
-            torch.sub(m, m_new, out=r).exp_()  # (B, b_q, 1): exp(m_old - m_new) rescales the old sums
-            torch.sum(s.sub_(m_new).exp_(), dim=-1, keepdim=True, out=l_tile)  # p = exp(s - m_new); forbidden -> 0
+            torch.maximum(torch.amax(s, dim=-1, keepdim=True, out=m_new), m,
+                          out=m_new)  # (B, b_q, 1)
+            # exp(m_old - m_new) rescales the old sums
+            torch.sub(m, m_new, out=r).exp_()  # (B, b_q, 1)
+            # p = exp(s - m_new); forbidden -> 0
+            torch.sum(s.sub_(m_new).exp_(), dim=-1, keepdim=True, out=l_tile)
             l.mul_(r).add_(l_tile)
-            torch.baddbmm(acc.mul_(r), s, v[:, k0:k1], out=acc)  # acc * r + (B, b_q, b_k) @ (B, b_k, d_v)
+            # acc * r + (B, b_q, b_k) @ (B, b_k, d_v)
+            torch.baddbmm(acc.mul_(r), s, v[:, k0:k1], out=acc)
             m.copy_(m_new)
-            torch.neg(m, out=q_shift[..., d:])  # the cheap steps shift by the new maximum
-        finite = finite and math.isfinite(acc.sum())  # the accumulator is at most l times the largest |v|
-        torch.div(acc, torch.where(l > 0, l, 1.0), out=out[:, q0:q1])  # (B, b_q, d_v); 0 if nothing was seen
+            # the cheap steps shift by the new maximum
+            torch.neg(m, out=q_shift[..., d:])
+        # the accumulator is at most l times the largest |v|
+        finite = finite and math.isfinite(acc.sum())
+        # 0 if nothing was seen
+        torch.div(acc, torch.where(l > 0, l, 1.0), out=out[:, q0:q1])  # (B, b_q, d_v)
         m_all[:, q0:q1], l_all[:, q0:q1] = m, l
     return out, m_all, l_all, finite
 
@@ -145,28 +170,35 @@ def chunked_attention(
     causal: bool = False,
     block_size: int = 512,
 ) -> torch.Tensor:
-    """Scaled dot-product attention ``softmax(Q K^T / sqrt(d)) V`` without the score matrix.
+    """Scaled dot-product attention ``softmax(Q K^T / sqrt(d)) V`` without the
+    score matrix.
 
     q: (..., n_q, d), k: (..., n_k, d), v: (..., n_k, d_v) -> output (..., n_q, d_v)
 
-    Equal (up to rounding) to ``attention(q, k, v, mask=mask, causal=causal)[0]``, but the
-    largest intermediate is one ``(..., block_size, block_size)`` tile of scores, so the extra
-    memory grows linearly with n_q (the output) instead of as n_q * n_k. Only the output is
-    returned (attnlib's convention: a function that never forms the weights returns no weights):
-    they are never stored, not even for the backward pass, which recomputes them tile by tile from
-    q, k, v, the output and the per-row ``m`` and ``l``.
+    Equal (up to rounding) to ``attention(q, k, v, mask=mask, causal=causal)[0]``, but
+    the largest intermediate is one ``(..., block_size, block_size)`` tile of scores, so
+    the extra memory grows linearly with n_q (the output) instead of as n_q * n_k. Only
+    the output is returned (attnlib's convention: a function that never forms the
+    weights returns no weights): they are never stored, not even for the backward pass,
+    which recomputes them tile by tile from q, k, v, the output and the per-row ``m``
+    and ``l``.
     mask: boolean, broadcastable to (..., n_q, n_k); ``True`` = may attend.
-    causal: query i may attend to keys j <= i (top-left aligned, as torch's ``is_causal``).
+    causal: query i may attend to keys j <= i (top-left aligned, as torch's
+    ``is_causal``).
     block_size: queries and keys per tile, an int >= 1; need not divide n_q or n_k.
-    Rows with nothing to attend to (a fully masked row, or n_k = 0) get a zero output, never NaN,
-    and zero, finite gradients. float16 and bfloat16 are computed in float32.
+    Rows with nothing to attend to (a fully masked row, or n_k = 0) get a zero output,
+    never NaN, and zero, finite gradients. float16 and bfloat16 are computed in float32.
     """
     scores_shape = check_attention_inputs(q, k, v, mask, causal=causal)
     check_positive_int("block_size", block_size)
     lead, n_q, d_v = scores_shape[:-2], scores_shape[-2], v.shape[-1]
-    forbid = None if mask is None else (~mask).expand(scores_shape)  # (..., n_q, n_k): True = may not attend
+    # True = may not attend
+    forbid = None if mask is None else (~mask).expand(scores_shape)  # (..., n_q, n_k)
     B = math.prod(lead)  # batch and heads flattened into one dimension
-    wide = torch.promote_types(q.dtype, torch.float32)  # float16, bfloat16 -> float32; float32, float64 stay
-    q3, k3, v3 = (t.expand(*lead, *t.shape[-2:]).reshape(B, *t.shape[-2:]).to(wide) for t in (q, k, v))  # (B, n, .)
-    out = ChunkedAttention.apply(q3, k3, v3, forbid, causal, block_size, lead)  # (B, n_q, d_v)
+    # float16, bfloat16 -> float32; float32, float64 stay
+    wide = torch.promote_types(q.dtype, torch.float32)
+    q3, k3, v3 = (t.expand(*lead, *t.shape[-2:]).reshape(B, *t.shape[-2:]).to(wide)
+                  for t in (q, k, v))  # (B, n, .)
+    out = ChunkedAttention.apply(q3, k3, v3, forbid, causal,
+                                 block_size, lead)  # (B, n_q, d_v)
     return out.to(q.dtype).view(*lead, n_q, d_v)  # (..., n_q, d_v)

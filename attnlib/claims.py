@@ -21,9 +21,30 @@ list with links that work from the book's root, for the page that lists every ch
 """
 
 import html
+import math
 import re
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def at_least(x: float, margin: float = 0.1) -> str:
+    """A share in [0, 1] that moves with the CPU (a chaotic training run's accuracy) as the bound
+    its digits defend: the largest tenth at least ``margin`` below it. ``at_least(0.93)`` is
+    ``"≥ 0.8"`` (a symbol, so that both editions of the book read it). ``x`` may be a one-element tensor."""
+    x = float(x)
+    return f"≥ {max(0, math.floor(round((x - margin) * 10, 6))) / 10:.1f}"
+
+
+def at_most(x: float, margin: float = 0.1) -> str:
+    """The smallest tenth at least ``margin`` above a share ``x``: ``at_most(0.02)`` is ``"≤ 0.2"``."""
+    x = float(x)
+    return f"≤ {min(10, math.ceil(round((x + margin) * 10, 6))) / 10:.1f}"
+
+
+def bound(x: float) -> str:
+    """:func:`at_least` for a share of 0.5 or more, :func:`at_most` below."""
+    x = float(x)
+    return at_least(x) if x >= 0.5 else at_most(x)
 
 
 class ClaimFailed(AssertionError):

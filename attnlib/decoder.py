@@ -16,7 +16,7 @@ from torch import nn
 
 from .block import Block, Config
 from .cache import KVCache
-from .checks import check_positive_int
+from .checks import check_positive_int, check_token_ids, describe
 from .softmax import softmax
 
 
@@ -44,22 +44,24 @@ class TransformerLM(nn.Module):
 
     def forward_with_weights(self, idx: torch.Tensor, cache: KVCache | None = None, *,
                              mask: torch.Tensor | None = None):
-        """Logits (batch, n, vocab_size) and each layer's attention weights (batch, n_heads, n, n_k).
+        """Logits (batch, n, vocab_size) and each layer's attention weights
+        (batch, n_heads, n, n_k).
 
-        With a ``cache`` (a :class:`KVCache`), ``idx`` holds only the new tokens, which stand at
-        positions ``len(cache)`` onwards; their keys and values are appended to the cache.
-        ``mask``: boolean (n, n_k), ``True`` = may attend, applied in every layer on top of the
-        causal mask (for example :func:`attnlib.sliding_window_mask`).
+        With a ``cache`` (a :class:`KVCache`), ``idx`` holds only the new tokens, which
+        stand at positions ``len(cache)`` onwards; their keys and values are appended to
+        the cache. ``mask``: boolean (n, n_k), ``True`` = may attend, applied in every
+        layer on top of the causal mask (for example
+        :func:`attnlib.sliding_window_mask`).
         """
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype != torch.long:
-            raise ValueError(f"idx must be int64 token ids of shape (batch, n), got {_describe(idx)}")
-        if idx.numel() and not 0 <= int(idx.min()) <= int(idx.max()) < self.config.vocab_size:
-            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got ids from "
-                             f"{int(idx.min())} to {int(idx.max())}")
+        if (not isinstance(idx, torch.Tensor) or idx.dim() != 2
+                or idx.dtype != torch.long):
+            raise ValueError("idx must be int64 token ids of shape (batch, n), "
+                             f"got {describe(idx)}")
+        check_token_ids(idx, self.config.vocab_size)  # every id in [0, vocab_size)
         start, n = (0 if cache is None else len(cache)), idx.shape[1]
         if not 1 <= start + n <= self.context:
-            raise ValueError(f"sequence length (cached {start} + new {n}) must be between 1 and "
-                             f"context={self.context}")
+            raise ValueError(f"sequence length (cached {start} + new {n}) must be "
+                             f"between 1 and context={self.context}")
         positions = torch.arange(start, start + n, device=idx.device)  # (n,)
         x = self.tok(idx)  # (batch, n) -> (batch, n, d_model)
         if self.pos is not None:
@@ -67,17 +69,15 @@ class TransformerLM(nn.Module):
         x = self.drop(x)
         weights = []
         for layer, block in enumerate(self.blocks):
-            x, w, _ = block(x, mask=mask, positions=positions, cache=cache, layer=layer)  # (b, n, d), (b, h, n, n_k)
+            x, w, _ = block(x, mask=mask, positions=positions, cache=cache,
+                            layer=layer)  # (b, n, d), (b, h, n, n_k)
             weights.append(w)
-        return self.head(self.ln_f(x)), weights  # (batch, n, d_model) -> (batch, n, vocab_size)
+        # (batch, n, d_model) -> (batch, n, vocab_size)
+        return self.head(self.ln_f(x)), weights
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, *,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_with_weights(idx, cache, mask=mask)[0]
-
-
-def _describe(t) -> str:
-    return f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
 
 
 def filter_logits(logits: torch.Tensor, *, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:

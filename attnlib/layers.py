@@ -124,15 +124,19 @@ class MultiHeadCrossAttention(nn.Module):
 
     _split = MultiHeadSelfAttention._split
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, memory: torch.Tensor,
+                mask: torch.Tensor | None = None):
         for name, t in (("x", x), ("memory", memory)):
             if t.dim() < 2 or t.shape[-1] != self.d_model:
-                raise ValueError(f"{name} must have shape (..., n, {self.d_model}), got {tuple(t.shape)}")
+                raise ValueError(f"{name} must have shape (..., n, {self.d_model}), "
+                                 f"got {tuple(t.shape)}")
         q = self._split(self.q(x))  # (..., n_q, d_model) -> (..., h, n_q, d_head)
         k, v = self.kv(memory).chunk(2, dim=-1)  # each (..., n_k, d_model)
         k, v = self._split(k), self._split(v)  # each (..., h, n_k, d_head)
-        heads, weights = attention(q, k, v, mask=mask)  # (..., h, n_q, d_head), (..., h, n_q, n_k)
-        concat = heads.transpose(-3, -2).flatten(-2)  # (..., n_q, h, d_head) -> (..., n_q, d_model)
+        # heads (..., h, n_q, d_head), weights (..., h, n_q, n_k)
+        heads, weights = attention(q, k, v, mask=mask)
+        # (..., n_q, h, d_head) -> (..., n_q, d_model)
+        concat = heads.transpose(-3, -2).flatten(-2)
         return self.out(concat), weights  # (..., n_q, d_model)
 
     @classmethod

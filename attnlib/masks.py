@@ -10,11 +10,15 @@ from .checks import check_choice, check_int
 ALIGNS = ("top_left", "bottom_right")
 
 
-def causal_mask(n_q: int, n_k: int | None = None, *, align: str = "top_left", device=None) -> torch.Tensor:
-    """Causal mask (n_q, n_k): query i may attend to key j only if j is not in its future.
+def causal_mask(
+    n_q: int, n_k: int | None = None, *, align: str = "top_left", device=None
+) -> torch.Tensor:
+    """Causal mask (n_q, n_k): query i may attend to key j only if j is not in its
+    future.
 
-    With n_q == n_k both alignments give the lower triangle (the diagonal included). They differ
-    when n_q != n_k, for example 2 new queries after a cache of 3 keys (n_q = 2, n_k = 5)::
+    With n_q == n_k both alignments give the lower triangle (the diagonal included).
+    They differ when n_q != n_k, for example 2 new queries after a cache of 3 keys
+    (n_q = 2, n_k = 5)::
 
         align="top_left"          align="bottom_right"
         (query i sees j <= i)     (query i sees j <= i + n_k - n_q)
@@ -22,10 +26,11 @@ def causal_mask(n_q: int, n_k: int | None = None, *, align: str = "top_left", de
         q0       1 0 0 0 0        q0       1 1 1 1 0
         q1       1 1 0 0 0        q1       1 1 1 1 1
 
-    ``"top_left"`` is what ``scaled_dot_product_attention(..., is_causal=True)`` does: right when
-    queries and keys start at the same position (training). ``"bottom_right"`` is right when the
-    queries are the *last* n_q positions of the keys' sequence (a block of new tokens that
-    continues a cached prefix): query i stands at position n_k - n_q + i.
+    ``"top_left"`` is what ``scaled_dot_product_attention(..., is_causal=True)`` does:
+    right when queries and keys start at the same position (training).
+    ``"bottom_right"`` is right when the queries are the *last* n_q positions of the
+    keys' sequence (a block of new tokens that continues a cached prefix): query i
+    stands at position n_k - n_q + i.
     """
     n_k = n_q if n_k is None else n_k
     check_int("n_q", n_q, low=0)

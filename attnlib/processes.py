@@ -122,6 +122,17 @@ def _check_importable(fn) -> None:
         )
 
 
+def one_thread() -> None:
+    """Run this worker process's PyTorch on one thread (PyTorch's DataLoader workers do the same).
+
+    Two workers of two threads each on two cores would keep descheduling a thread that the other
+    OpenMP threads of its process wait for, and run several times slower. With one thread a
+    worker's result also stops depending on the machine's thread count: the last bits of a
+    training run do (tests/test_translation.py).
+    """
+    torch.set_num_threads(1)
+
+
 def new_processes():
     """The multiprocessing context that starts the processes: the fork server, preloaded with attnlib."""
     import multiprocessing

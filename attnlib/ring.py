@@ -98,13 +98,17 @@ def check_blocks(ring: Ring, q, k, v, causal: bool, layout: str) -> None:
             raise ValueError(f"process {ring.rank} and process {r} called ring_attention differently ({diff})")
 
 
-def ring_steps(ring: Ring, kv: torch.Tensor, causal: bool, layout: str, log: list | None):
-    """Yield ``(kv, tiles, entry)`` at steps 0 ... P-1: the block held, the tiles to compute with it (it moves
-    on meanwhile), and the step's record for ``log`` (bytes and times; the caller adds ``score_entries``)."""
+def ring_steps(ring: Ring, kv: torch.Tensor, causal: bool, layout: str,
+               log: list | None):
+    """Yield ``(kv, tiles, entry)`` at steps 0 ... P-1: the block held, the tiles to
+    compute with it (it moves on meanwhile), and the step's record for ``log`` (bytes
+    and times; the caller adds ``score_entries``)."""
     for step in range(ring.size):
         source, tiles = step_plan(ring.rank, step, ring.size, layout, causal)
-        pending = ring.shift(kv) if step < ring.size - 1 else None  # the next block starts travelling now
-        entry, start = {"source": source, "bytes_sent": pending[2] if pending else 0}, time.perf_counter()
+        # the next block starts travelling now
+        pending = ring.shift(kv) if step < ring.size - 1 else None
+        entry, start = ({"source": source, "bytes_sent": pending[2] if pending else 0},
+                        time.perf_counter())
         yield kv, [tile for tile in tiles if tile[2] != "skipped"], entry
         computed = time.perf_counter()
         kv = Ring.wait(pending) if pending else kv
@@ -122,19 +126,28 @@ def scores_tile(q, k, kind, scale):
 
 
 def ring_forward(q, k, v, causal, layout, ring, stats):
-    """q, k: (B, n_local, d), v: (B, n_local, d_v) -> out (B, n_local, d_v), log-normaliser L (B, n_local, 1)."""
+    """q, k: (B, n_local, d), v: (B, n_local, d_v) -> out (B, n_local, d_v),
+    log-normaliser L (B, n_local, 1)."""
     (B, n, d), d_v = q.shape, v.shape[-1]
     c = n // len(layout_chunks(0, ring.size, layout))  # positions per chunk
-    acc, l = q.new_zeros(B, n, d_v), q.new_zeros(B, n, 1)  # sum_j exp(s_j - m) v_j, sum_j exp(s_j - m)
-    m = q.new_full((B, n, 1), torch.finfo(q.dtype).min)  # running maximum, finite from the start
-    kv0 = torch.cat([k, v], dim=-1)  # (B, n_local, d + d_v): keys and values travel as one message
-    for kv, tiles, entry in ring_steps(ring, kv0, causal, layout, None if stats is None else stats.forward):
+    # sum_j exp(s_j - m) v_j, sum_j exp(s_j - m)
+    acc, l = q.new_zeros(B, n, d_v), q.new_zeros(B, n, 1)
+    # running maximum, finite from the start
+    m = q.new_full((B, n, 1), torch.finfo(q.dtype).min)
+    # keys and values travel as one message
+    kv0 = torch.cat([k, v], dim=-1)  # (B, n_local, d + d_v)
+    for kv, tiles, entry in ring_steps(ring, kv0, causal, layout,
+                                       None if stats is None else stats.forward):
         for i, j, kind in tiles:
             rows, keys = slice(i * c, (i + 1) * c), slice(j * c, (j + 1) * c)
-            s = scores_tile(q[:, rows], kv[:, keys, :d], kind, 1 / math.sqrt(d))  # (B, c, c)
-            m_new = torch.maximum(m[:, rows], s.amax(dim=-1, keepdim=True))  # (B, c, 1): the online softmax
-            p, rescale = torch.exp(s - m_new), torch.exp(m[:, rows] - m_new)  # (B, c, c), (B, c, 1)
-            acc[:, rows] = acc[:, rows] * rescale + p @ kv[:, keys, d:]  # (B, c, c) @ (B, c, d_v)
+            s = scores_tile(q[:, rows], kv[:, keys, :d], kind,
+                            1 / math.sqrt(d))  # (B, c, c)
+            # the online softmax
+            m_new = torch.maximum(m[:, rows], s.amax(dim=-1, keepdim=True))  # (B, c, 1)
+            p, rescale = (torch.exp(s - m_new),  # (B, c, c)
+                          torch.exp(m[:, rows] - m_new))  # (B, c, 1)
+            # (B, c, c) @ (B, c, d_v)
+            acc[:, rows] = acc[:, rows] * rescale + p @ kv[:, keys, d:]
             l[:, rows] = l[:, rows] * rescale + p.sum(dim=-1, keepdim=True)
             m[:, rows] = m_new
         entry["score_entries"] = len(tiles) * B * c * c

@@ -21,8 +21,11 @@ def dot_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return q @ k.transpose(-2, -1)  # (..., n_q, d) @ (..., d, n_k) -> (..., n_q, n_k)
 
 
-def scaled_dot_scores(q: torch.Tensor, k: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-    """Scaled dot-product scores ``s[i, j] = scale · q_i · k_j``, by default ``scale = 1/sqrt(d)``.
+def scaled_dot_scores(
+    q: torch.Tensor, k: torch.Tensor, scale: float | None = None
+) -> torch.Tensor:
+    """Scaled dot-product scores ``s[i, j] = scale · q_i · k_j``, by default
+    ``scale = 1/sqrt(d)``.
 
     ``d`` is the width of the queries and keys given here: for multi-head attention,
     the width of one head, not the model width.
@@ -33,7 +36,8 @@ def scaled_dot_scores(q: torch.Tensor, k: torch.Tensor, scale: float | None = No
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     check_positive_number("scale", scale)
-    return (q @ k.transpose(-2, -1)) * scale  # (..., n_q, d) @ (..., d, n_k) -> (..., n_q, n_k)
+    # (..., n_q, d) @ (..., d, n_k) -> (..., n_q, n_k)
+    return (q @ k.transpose(-2, -1)) * scale
 
 
 def bilinear_scores(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

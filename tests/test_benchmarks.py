@@ -1,6 +1,6 @@
 """Every benchmark runs: its tiny setting (``--smoke``), so that a signature change breaks the tests, not a reader.
 
-One subprocess runs the three benchmarks in turn (torch and transformers are imported once), each writing to a
+One subprocess runs the benchmarks in turn (torch and transformers are imported once), each writing to a
 temporary file; the recorded results in ``attnlib/experiments/data/benchmarks/`` must stay untouched. The numbers
 of a smoke run mean nothing and are not checked, only that every part of each benchmark ran.
 """
@@ -16,13 +16,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 RECORDED = ROOT / "attnlib" / "experiments" / "data" / "benchmarks"
-NAMES = ("attention", "generate", "encode")
+NAMES = ("attention", "generate", "encode", "ring", "translation_budget")
 
 DRIVER = """
 import json, runpy, sys, time
 scripts, folder = sys.argv[1], sys.argv[2]
 report = {}
-for name in ("attention", "generate", "encode"):
+for name in ("attention", "generate", "encode", "ring", "translation_budget"):
     start = time.perf_counter(), time.process_time()
     sys.argv = [name + ".py", "--smoke", "--out", f"{folder}/{name}.json"]
     runpy.run_path(f"{scripts}/{name}.py", run_name="__main__")
@@ -79,3 +79,15 @@ def test_encode_benchmark_runs_and_the_encoders_agree(smoke):
 def test_smoke_runs_leave_the_recorded_results_alone(smoke):
     assert smoke["report"]["refused_without_out"] == 2  # argparse's error exit: --smoke needs --out
     assert _digests() == smoke["before"]
+
+
+def test_ring_benchmark_runs_every_size(smoke):
+    out = smoke["outputs"]["ring"]
+    assert [r["n_local"] for r in out["rows"]] == [16, 32] and out["setup"]["smoke"] is True
+    assert all(r["compute_s"] > 0 and r["exchange_s"] > 0 for r in out["rows"])
+
+
+def test_translation_budget_runs_both_widths(smoke):
+    out = smoke["outputs"]["translation_budget"]
+    assert [r["run"]["d_model"] for r in out["runs"]] == [32, 64] and out["smoke"] is True
+    assert all(len(r["steps"]) == len(r["watch_exact"]) == 10 for r in out["runs"])

@@ -35,3 +35,15 @@ def test_one_key_per_claim_and_keys_that_make_anchors():
         Claims("chapters/03_x.ipynb")
     with pytest.raises(ValueError, match="no checked claims"):
         Claims("chapters/03_x").box()
+
+
+def test_bounds_lie_beyond_the_margin_on_the_tenths():
+    from attnlib.claims import at_least, at_most, bound
+
+    for x in [0.0, 0.02, 0.1, 0.37, 0.5, 0.55, 0.8, 0.95, 0.999, 1.0]:
+        low, high = float(at_least(x).split()[-1]), float(at_most(x).split()[-1])
+        assert low <= max(0.0, x - 0.1) + 1e-9 and round(low * 10, 9).is_integer()
+        assert high >= min(1.0, x + 0.1) - 1e-9 and round(high * 10, 9).is_integer()
+        assert x - low < 0.2 + 1e-9 and high - x < 0.2 + 1e-9  # the nearest such tenth
+    assert at_least(1.0) == "≥ 0.9" and at_most(0.0) == "≤ 0.1"
+    assert bound(0.7) == "≥ 0.6" and bound(0.3) == "≤ 0.4"

@@ -238,6 +238,65 @@ def test_visible_code_fits_the_column(path):
     assert not long, f"{path.name}: visible code lines over 88 characters (cell, line): {long[:10]}"
 
 
+LITERALINCLUDE = re.compile(r"^[ \t]*(?P<fence>`{3,}|:{3,})\{literalinclude\}[ \t]+(?P<target>\S+)[ \t]*\n"
+                            r"(?P<body>.*?)^[ \t]*(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL)
+OPTION = re.compile(r"^:([\w-]+):(?:[ \t]+(.*))?$")
+
+
+def literalincludes(text: str) -> list[tuple[str, dict]]:
+    """Each ```{literalinclude}``` of a MyST text: its target and its options, as ``:key: value``
+    lines or a ``---`` YAML block right after the directive's first line."""
+    found = []
+    for m in LITERALINCLUDE.finditer(text):
+        lines = [line.strip() for line in m["body"].splitlines()]
+        if lines and lines[0] == "---":
+            options = yaml.safe_load("\n".join(lines[1:lines.index("---", 1)])) or {}
+        else:
+            options = {}
+            for line in lines:
+                if not (option := OPTION.match(line)):
+                    break
+                options[option[1]] = option[2]
+        found.append((m["target"], {k: None if v in (None, "") else str(v).strip() for k, v in options.items()}))
+    return found
+
+
+def included_lines(page: Path, target: str, options: dict) -> list[str]:
+    """The lines the book shows for one literalinclude, read as Sphinx reads them (pyobject, lines,
+    start-/end-at/after/before, dedent, prepend, append: all of Sphinx's filters)."""
+    from types import SimpleNamespace
+
+    from sphinx.directives.code import LiteralInclude, LiteralIncludeReader
+
+    path = ROOT / target.lstrip("/") if target.startswith("/") else page.parent / target
+    converted = {k: LiteralInclude.option_spec[k](v) for k, v in options.items()}
+    text, _ = LiteralIncludeReader(str(path), converted, SimpleNamespace(source_encoding="utf-8-sig")).read()
+    return text.splitlines()
+
+
+@pytest.mark.parametrize("path", [*NOTEBOOKS, *PAGES_MD], ids=lambda p: p.name)
+def test_included_library_code_fits_the_column(path):
+    # attnlib code shown with ```{literalinclude}``` (:pyobject:, :lines:, or the whole file) is
+    # clipped at about 88 characters like any code on the page: wrap it in the library.
+    texts = [t for _, t in markdown_cells(path)] if path.suffix == ".ipynb" else [path.read_text("utf-8")]
+    long, broken = [], []
+    for text in texts:
+        includes = literalincludes(text)
+        assert len(includes) == text.count("{literalinclude}"), (
+            f"{path.name}: a literalinclude this test cannot parse; extend LITERALINCLUDE"
+        )
+        for target, options in includes:
+            where = f"{target} {options.get('pyobject') or options.get('lines') or '(whole file)'}"
+            try:
+                lines = included_lines(path, target, options)
+            except (OSError, KeyError, ValueError) as error:
+                broken.append(f"{where}: {error!r}")
+                continue
+            long += [f"{where}: {len(line)} characters: {line.strip()[:60]}" for line in lines if len(line) > 88]
+    assert not broken, f"{path.name}: literalincludes the book cannot show: {broken}"
+    assert not long, f"{path.name}: included code lines over 88 characters: {long[:10]}"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_no_test_markers_or_test_output_on_the_page(path):
     for i, cell in visible_code_cells(path):

@@ -287,11 +287,19 @@ def test_unknown_memory_is_rejected():
         tm.translator(8, "pooled")
 
 
-def test_a_run_is_the_same_in_this_process_and_in_another():
+def test_a_run_is_the_same_in_any_worker_and_at_any_thread_count_of_the_caller():
     from attnlib.experiments import translation_runs as tr
 
     runs = [tr.Run("attention", 8, 3e-3, seed, steps=4, batch=4, every=2) for seed in (0, 1)]
-    here, there = tr.train_runs(runs, processes=1), tr.train_runs(runs, processes=2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        here = tr.train_runs(runs, processes=1)  # both runs in one worker, one after the other
+        torch.set_num_threads(2)
+        there = tr.train_runs(runs, processes=2)  # each in a worker of its own
+    finally:
+        torch.set_num_threads(threads)
+    assert here[0]["losses"] == tr.train_run(runs[0])["losses"]  # a worker trains what train_run does
     for a, b in zip(here, there, strict=True):
         assert a["run"] == b["run"] and a["losses"] == b["losses"] and a["steps"] == [2, 4]
         assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])

@@ -34,10 +34,12 @@ JB = str(Path(sys.executable).with_name("jupyter-book"))
 # translation of every string; the browser test requires their prose to be Chinese. A page not
 # listed yet is built in the Chinese site with its English text (Sphinx falls back to the msgid).
 TRANSLATED = [
-    "glossary", "notation", "bibliography",
-    "chapters/01_queries_keys_values", "chapters/02_dot_product", "chapters/04_bilinear",
-    "chapters/05_softmax", "chapters/06_self_attention", "chapters/08_cost_and_memory",
-    "chapters/09_pretrained_attention", "chapters/13_ring_attention",
+    "intro", "checks", "glossary", "notation", "bibliography",
+    "chapters/01_queries_keys_values", "chapters/02_dot_product", "chapters/03_scaled_dot_product",
+    "chapters/04_bilinear", "chapters/05_softmax", "chapters/06_self_attention",
+    "chapters/07_long_range_dependencies", "chapters/08_cost_and_memory",
+    "chapters/09_pretrained_attention", "chapters/10_generating_text", "chapters/11_translation",
+    "chapters/12_modern_attention", "chapters/13_ring_attention",
 ]
 
 # What a translation must carry over unchanged from its English original.

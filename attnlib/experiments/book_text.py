@@ -71,19 +71,22 @@ CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # control characters but
 
 
 def book_snapshot(root: str | Path, as_of: str) -> dict:
-    """The book's prose as a snapshot: ``{"as_of": ..., "toc": [...], "pages": {name: text}}``.
+    """The book's prose as a snapshot:
+    ``{"as_of": ..., "toc": [...], "pages": {name: text}}``.
 
-    ``pages`` is :func:`book_documents` of ``root``; ``toc`` the page names in reading order;
-    ``as_of`` says which state of the book it is (for example a commit). A control character in
-    the prose (a tab or a form feed where a Python string ate the backslash of ``\\text`` or
-    ``\\frac``) is an error to repair in the book, not text to learn.
+    ``pages`` is :func:`book_documents` of ``root``; ``toc`` the page names in reading
+    order; ``as_of`` says which state of the book it is (for example a commit). A
+    control character in the prose (a tab or a form feed where a Python string ate the
+    backslash of ``\\text`` or ``\\frac``) is an error to repair in the book, not text
+    to learn.
     """
     pages = book_documents(root)
     for name, page in pages.items():
         found = CONTROL.search(page)
         if found:
             context = page[max(0, found.start() - 20) : found.end() + 20]
-            raise ValueError(f"{name} holds the control character {found.group()!r} in {context!r}: repair it")
+            raise ValueError(f"{name} holds the control character {found.group()!r} in "
+                             f"{context!r}: repair it")
     return {"as_of": as_of, "toc": list(pages), "pages": pages}
 
 
@@ -165,25 +168,30 @@ class CharTokenizer:
 def interleaved_split(
     ids: torch.Tensor, block_size: int, every: int = 10
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cut a token sequence (n,) into blocks of ``block_size`` tokens and deal them out in turns of
-    ``every`` blocks: in each turn, block ``every // 2 - 1`` (counted from 0) goes to validation,
-    the last block, ``every - 1``, to test, and the others to training.
+    """Cut a token sequence (n,) into blocks of ``block_size`` tokens and deal them
+    out in turns of ``every`` blocks: in each turn, block ``every // 2 - 1`` (counted
+    from 0) goes to validation, the last block, ``every - 1``, to test, and the others
+    to training.
 
-    Returns the training, validation and test blocks, each joined in their original order. The
-    three parts share no position and together hold every position once; validation and test
-    sample the whole sequence rather than its end, and never the same place. A window drawn from
-    the joined training part can straddle a seam where a held-out block was taken out (at most
-    ``context`` of every ``block_size`` positions on each side of the seam).
+    Returns the training, validation and test blocks, each joined in their original
+    order. The three parts share no position and together hold every position once;
+    validation and test sample the whole sequence rather than its end, and never the
+    same place. A window drawn from the joined training part can straddle a seam where
+    a held-out block was taken out (at most ``context`` of every ``block_size``
+    positions on each side of the seam).
     """
     if ids.dim() != 1:
         raise ValueError(f"ids must have shape (n,), got {tuple(ids.shape)}")
     if block_size < 1 or every < 3:
-        raise ValueError(f"block_size must be >= 1 and every >= 3, got {block_size} and {every}")
-    turn = torch.arange(len(ids)) // block_size % every  # (n,): each position's block, counted within its turn
+        raise ValueError(f"block_size must be >= 1 and every >= 3, got {block_size} "
+                         f"and {every}")
+    # each position's block, counted within its turn
+    turn = torch.arange(len(ids)) // block_size % every  # (n,)
     is_val = turn == every // 2 - 1  # (n,) bool
     is_test = turn == every - 1  # (n,) bool
     if not is_test.any():
-        raise ValueError(f"{len(ids)} tokens hold no complete set of {every} blocks of {block_size}")
+        raise ValueError(f"{len(ids)} tokens hold no complete set of {every} blocks of "
+                         f"{block_size}")
     is_train = ~(is_val | is_test)  # (n,) bool
     return ids[is_train], ids[is_val], ids[is_test]  # (n_train,), (n_val,), (n_test,)
 

@@ -99,14 +99,18 @@ def train_lm(model: nn.Module, train_ids: torch.Tensor, val_ids: torch.Tensor, *
 
 
 def choose_learning_rate(final_val: dict[float, list[float]]) -> float:
-    """The learning rate whose runs end with the lowest mean validation loss (a selection).
+    """The learning rate whose runs end with the lowest mean validation loss (a
+    selection).
 
-    ``final_val``: ``{lr: [final validation loss of each seed]}``, at least two rates, each with
-    the same number of seeds. Only validation losses go in: the test split must not choose.
+    ``final_val``: ``{lr: [final validation loss of each seed]}``, at least two rates,
+    each with the same number of seeds. Only validation losses go in: the test split
+    must not choose.
     """
     if len(final_val) < 2:
-        raise ValueError(f"a choice needs at least two learning rates, got {list(final_val)}")
+        raise ValueError("a choice needs at least two learning rates, got "
+                         f"{list(final_val)}")
     n_seeds = {len(losses) for losses in final_val.values()}
     if len(n_seeds) != 1 or 0 in n_seeds:
-        raise ValueError(f"every rate needs the same, non-zero number of seeds, got {sorted(n_seeds)}")
+        raise ValueError("every rate needs the same, non-zero number of seeds, got "
+                         f"{sorted(n_seeds)}")
     return min(final_val, key=lambda lr: sum(final_val[lr]) / len(final_val[lr]))

@@ -46,16 +46,18 @@ class Embeddings(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(ids.shape[-1], device=ids.device)  # (n,)
-        x = self.word(ids) + self.token_type(torch.zeros_like(ids))  # (b, n) -> (b, n, d_model)
+        x = self.word(ids) + self.token_type(torch.zeros_like(ids))  # (b, n, d_model)
         return self.norm(x + self.position(positions))  # (b, n, d_model) + (n, d_model)
 
 
 class EncoderLayer(nn.Module):
-    """One BERT encoder layer: self-attention, then a feed-forward net, each with a residual and LayerNorm.
+    """One BERT encoder layer: self-attention, then a feed-forward net, each with a
+    residual and LayerNorm.
 
-    ``h = LayerNorm(x + MultiHead(x))``, ``out = LayerNorm(h + W_2 GELU(W_1 h + b_1) + b_2)``
-    (GELU with the exact erf). x: (b, n, d_model), mask: (b, n) bool, ``True`` = real token
-    (may be attended to) -> out (b, n, d_model), weights (b, n_heads, n, n).
+    ``h = LayerNorm(x + MultiHead(x))``,
+    ``out = LayerNorm(h + W_2 GELU(W_1 h + b_1) + b_2)`` (GELU with the exact erf).
+    x: (b, n, d_model), mask: (b, n) bool, ``True`` = real token (may be attended to)
+    -> out (b, n, d_model), weights (b, n_heads, n, n).
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, eps: float):
@@ -66,10 +68,12 @@ class EncoderLayer(nn.Module):
         self.ff_out = nn.Linear(d_ff, d_model)
         self.ff_norm = nn.LayerNorm(d_model, eps=eps)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a, weights = self.attn(x, mask=mask[:, None, None, :])  # mask (b, n) -> (b, 1, 1, n): keys only
+    def forward(self, x: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # mask (b, n) -> (b, 1, 1, n): it masks keys only
+        a, weights = self.attn(x, mask=mask[:, None, None, :])
         h = self.attn_norm(x + a)  # (b, n, d_model)
-        f = self.ff_out(F.gelu(self.ff_in(h)))  # (b, n, d_model) -> (b, n, d_ff) -> (b, n, d_model)
+        f = self.ff_out(F.gelu(self.ff_in(h)))  # (b, n, d_ff) -> (b, n, d_model)
         return self.ff_norm(h + f), weights
 
 
@@ -117,12 +121,14 @@ class MiniLM(nn.Module):
     def encode(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
         """Sentence embeddings as sentence-transformers defines them for this model.
 
-        ``e = mean of the last layer's vectors over the real tokens``, then ``e / ||e||``.
-        texts: list of b strings -> (b, d_model) float32. Batches hold texts of similar length.
+        ``e = mean of the last layer's vectors over the real tokens``, then
+        ``e / ||e||``. texts: list of b strings -> (b, d_model) float32. Batches hold
+        texts of similar length.
         """
         _check_texts(texts)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        out = torch.empty(len(texts), self.embeddings.word.embedding_dim)  # (b, d_model) float32
+        # (b, d_model) float32
+        out = torch.empty(len(texts), self.embeddings.word.embedding_dim)
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
             ids, mask, _ = self.tokenize([texts[i] for i in rows])  # (b', n), (b', n)
@@ -130,8 +136,10 @@ class MiniLM(nn.Module):
             for layer in self.layers:
                 x, _ = layer(x, mask)
             m = mask.unsqueeze(-1).to(x.dtype)  # (b', n, 1)
-            mean = (x * m).sum(1) / m.sum(1).clamp_min(1e-9)  # (b', n, d_model) -> (b', d_model)
-            out[rows] = (mean / mean.norm(dim=-1, keepdim=True).clamp_min(1e-12)).float()
+            mean = (x * m).sum(1) / m.sum(1).clamp_min(1e-9)  # (b', d_model)
+            out[rows] = (
+                mean / mean.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            ).float()
         return out
 
     @torch.no_grad()

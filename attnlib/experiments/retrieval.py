@@ -36,19 +36,23 @@ def retrieval_batch(
 
 
 class RetrievalAttention(nn.Module):
-    """One attention head for :func:`retrieval_batch`: the query symbol attends over the keys.
+    """One attention head for :func:`retrieval_batch`: the query symbol attends over
+    the keys.
 
     ``q = W_q e(query)``, ``k_j = W_k e(key_j)``, ``v_j = f(value_j)``, then
-    ``logits = W_out attention(q, k, v)``. ``e`` and ``f`` are embeddings with N(0, 1) components
-    and ``W_q``, ``W_k`` start as N(0, 1/d_head), so q and k start with unit-variance components.
+    ``logits = W_out attention(q, k, v)``. ``e`` and ``f`` are embeddings with N(0, 1)
+    components and ``W_q``, ``W_k`` start as N(0, 1/d_head), so q and k start with
+    unit-variance components.
     score: ``"dot"`` or ``"scaled_dot"`` (divide by sqrt(d_head)).
-    w_q_gain: ``W_q`` starts as ``w_q_gain`` times that draw (the same random numbers whatever the
-    gain), so ``score="dot", w_q_gain=d_head**-0.5`` starts as the same function as
-    ``score="scaled_dot"`` from the same seed.
-    keys, values: (batch, n_pairs), query: (batch,) -> logits (batch, n_symbols), weights (batch, n_pairs)
+    w_q_gain: ``W_q`` starts as ``w_q_gain`` times that draw (the same random numbers
+    whatever the gain), so ``score="dot", w_q_gain=d_head**-0.5`` starts as the same
+    function as ``score="scaled_dot"`` from the same seed.
+    keys, values: (batch, n_pairs), query: (batch,) -> logits (batch, n_symbols),
+    weights (batch, n_pairs)
     """
 
-    def __init__(self, n_symbols: int, d_head: int, score: str = "scaled_dot", w_q_gain: float = 1.0):
+    def __init__(self, n_symbols: int, d_head: int, score: str = "scaled_dot",
+                 w_q_gain: float = 1.0):
         super().__init__()
         check_choice("score", score, ("dot", "scaled_dot"))
         check_positive_number("w_q_gain", w_q_gain)
@@ -64,16 +68,20 @@ class RetrievalAttention(nn.Module):
         self.readout = nn.Linear(d_head, n_symbols)
 
     def forward(self, keys: torch.Tensor, values: torch.Tensor, query: torch.Tensor):
-        if keys.dim() != 2 or values.shape != keys.shape or query.shape != keys.shape[:1]:
+        if (keys.dim() != 2 or values.shape != keys.shape
+                or query.shape != keys.shape[:1]):
             raise ValueError(
-                "expected keys (batch, n_pairs), values (batch, n_pairs), query (batch,); got "
-                f"{tuple(keys.shape)}, {tuple(values.shape)}, {tuple(query.shape)}"
+                "expected keys (batch, n_pairs), values (batch, n_pairs), "
+                f"query (batch,); got {tuple(keys.shape)}, {tuple(values.shape)}, "
+                f"{tuple(query.shape)}"
             )
-        q = self.w_q(self.key_embedding(query)).unsqueeze(1)  # (batch,) -> (batch, 1, d_head)
-        k = self.w_k(self.key_embedding(keys))  # (batch, n_pairs) -> (batch, n_pairs, d_head)
+        q = self.w_q(self.key_embedding(query)).unsqueeze(1)  # (batch, 1, d_head)
+        k = self.w_k(self.key_embedding(keys))  # (batch, n_pairs, d_head)
         v = self.value_embedding(values)  # (batch, n_pairs) -> (batch, n_pairs, d_head)
-        out, weights = attention(q, k, v, score=self.score)  # (batch, 1, d_head), (batch, 1, n_pairs)
-        return self.readout(out.squeeze(1)), weights.squeeze(1)  # (batch, n_symbols), (batch, n_pairs)
+        # out (batch, 1, d_head), weights (batch, 1, n_pairs)
+        out, weights = attention(q, k, v, score=self.score)
+        return (self.readout(out.squeeze(1)),  # (batch, n_symbols)
+                weights.squeeze(1))  # (batch, n_pairs)
 
 
 def nudge(model: nn.Module) -> None:

@@ -5,7 +5,7 @@ trains with the book's one loop (``attnlib.train``: AdamW without weight decay, 
 generator seeded with the run's seed) on the same training sentences for every run, and records, every
 ``every`` steps, its exact match on a fixed sample of validation sentences per length bucket and (for the
 model with attention) each cross-attention head's alignment agreement on them. Runs are independent, so
-:func:`train_runs` trains them in separate processes, one per core: a run's result does not depend on
+:func:`train_runs` trains them in worker processes of one thread each: a run's result does not depend on
 which process trains it, nor on what else runs.
 """
 
@@ -71,12 +71,13 @@ def train_run(run: Run) -> dict:
 
 
 def train_runs(runs: list[Run], processes: int = 2) -> list[dict]:
-    """:func:`train_run` for every run, ``processes`` at a time in separate processes; results in order."""
-    if processes == 1:
-        return [train_run(r) for r in runs]
-    from ..processes import new_processes
+    """:func:`train_run` for every run, ``processes`` at a time, each in a worker process of one
+    thread (so a run's result depends neither on which worker trains it nor on the thread count);
+    results in order."""
+    from ..processes import new_processes, one_thread
 
-    with ProcessPoolExecutor(max_workers=processes, mp_context=new_processes()) as pool:
+    with ProcessPoolExecutor(max_workers=processes, mp_context=new_processes(),
+                             initializer=one_thread) as pool:
         return list(pool.map(train_run, runs))
 
 
