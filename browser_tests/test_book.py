@@ -168,7 +168,7 @@ async () => {
 
 
 # Test output and bookkeeping a reader must never see on a page.
-MARKERS = re.compile(r"NBVAL_|\bclaim: |<= ?[0-9.]+ met\b|\bnoqa\b|Traceback \(most recent")
+MARKERS = re.compile(r"NBVAL_|\bclaim: [^\n]*\b(?:True|False)\b|<= ?[0-9.]+ met\b|\bnoqa\b|Traceback \(most recent")
 PATH_ALT = re.compile(r"(^$|\.(png|svg|jpe?g)$|_images/|/)")
 
 
@@ -273,7 +273,8 @@ def test_page(page_name, edition, server, browser):
         real_images = [img for img in info["images"] if img["width"] > 0 and "_images/" in img["src"]]
         if mentions_figure and edition == "en":
             assert real_images, f"{page_name}: the text refers to a figure but the page shows none"
-    if edition == "zh" and page_name in TRANSLATED:
+    # The bibliography's entries are the cited works' own (English) titles: only its heading is prose.
+    if edition == "zh" and page_name in TRANSLATED and page_name != "bibliography":
         cjk, latin = len(CJK.findall(info["prose"])), len(LATIN.findall(info["prose"]))
         share = cjk / max(1, cjk + latin)
         assert share >= 0.5, f"{page_name}: the Chinese page's prose is {share:.0%} Chinese characters"
@@ -328,7 +329,9 @@ def test_the_pdf_has_every_chapter(edition):
     text = "\n".join(page.extract_text() for page in reader.pages)
     for page_name, bookmark in zip(PAGES, bookmarks, strict=True):
         title = bookmark.split(". ", 1)[-1]
-        assert title and title.split()[0] in text, f"{page_name}: its title {bookmark!r} is not in the PDF"
+        # the PDF's text has a space where the font changes (softmax：... reads back as softmax ：...)
+        assert title and re.sub(r"\s+", "", title.split()[0]) in re.sub(r"\s+", "", text), (
+            f"{page_name}: its title {bookmark!r} is not in the PDF")
     numbered = [b for b in bookmarks if re.match(r"\d+\. ", b)]
     assert len(numbered) == sum(p.startswith("chapters/") for p in PAGES), f"unnumbered chapters: {bookmarks}"
     assert "Math input error" not in text
