@@ -347,3 +347,27 @@ def test_landing_page_shows_a_picture_and_the_commands(server, browser):
         assert command in info["text"], f"the landing page does not give `{command}`"
     assert urljoin(f"{server}/", "self-attention-tested-source.tar.gz") in info["links"], "no link to the source"
     assert (HTML / "self-attention-tested-source.tar.gz").exists()
+
+
+EXPLORER_PAGES = ["chapters/09_pretrained_attention", "chapters/11_translation"]
+
+
+@pytest.mark.parametrize("page_name", EXPLORER_PAGES)
+def test_the_attention_explorer_answers_a_hover(page_name, server, browser):
+    page, record = open_page(browser, server, page_name, 1280)
+    explorer = page.locator(".attention-explorer.ae-ready").first
+    assert explorer.count() == 1, f"{page_name}: no attention explorer was built"
+    queries, keys = explorer.locator(".ae-q"), explorer.locator(".ae-k")
+
+    def key_shades():  # the background of every key token: the weights of the hovered query
+        return keys.evaluate_all("ts => ts.map(t => t.style.backgroundColor)")
+
+    before = key_shades()
+    shades = []
+    for index in (0, queries.count() - 1):
+        queries.nth(index).hover()
+        shades.append(key_shades())
+    page.close()
+    assert any(shades[0]) and any(shades[1]), f"{page_name}: hovering a query highlights no key"
+    assert shades[0] != shades[1] and shades[0] != before, f"{page_name}: the highlighted weights do not change"
+    assert not record["external"], f"{page_name}: the explorer reached outside the page's server: {record['external']}"
