@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,12 @@ from attnlib.experiments.book_text import (
     CONTROL,
     SNAPSHOT,
     book_snapshot,
-    book_snapshot_from_git,
     load_book_snapshot,
-    write_book_snapshot,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from book_snapshot import book_snapshot_from_git, write_book_snapshot  # noqa: E402
 
 
 def test_shipped_snapshot_loads_in_reading_order():

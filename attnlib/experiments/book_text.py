@@ -3,15 +3,11 @@
 The corpus of chapter 10 is a frozen snapshot of the book's prose, shipped with attnlib as
 ``data/book_text.json`` (:func:`load_book_snapshot`), so the chapter runs downloaded alone and its
 numbers do not move with every edit of the prose. :func:`book_documents` reads the live book;
-:func:`book_snapshot_from_git` builds the snapshot from one commit of the repository.
+``tools/book_snapshot.py`` rebuilds the snapshot from one commit of the repository.
 """
 
-import io
 import json
 import re
-import subprocess
-import tarfile
-import tempfile
 from pathlib import Path
 
 import torch
@@ -88,27 +84,6 @@ def book_snapshot(root: str | Path, as_of: str) -> dict:
             raise ValueError(f"{name} holds the control character {found.group()!r} in "
                              f"{context!r}: repair it")
     return {"as_of": as_of, "toc": list(pages), "pages": pages}
-
-
-def book_snapshot_from_git(repo: str | Path, commit: str = "HEAD") -> dict:
-    """:func:`book_snapshot` of the book as committed in ``commit``, not of the working tree.
-
-    The commit's files are unpacked (``git archive``) into a temporary folder; ``as_of`` names the
-    commit by its short hash and date.
-    """
-    def git(*args) -> bytes:
-        return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True).stdout
-
-    label = git("log", "-1", "--format=commit %h of %ad", "--date=short", commit).decode().strip()
-    with tempfile.TemporaryDirectory() as folder:
-        with tarfile.open(fileobj=io.BytesIO(git("archive", commit))) as archive:
-            archive.extractall(folder, filter="data")
-        return book_snapshot(folder, label)
-
-
-def write_book_snapshot(snapshot: dict, path: str | Path = SNAPSHOT) -> None:
-    """Write a snapshot as JSON (UTF-8, one stable layout, so a rebuild from the same book is identical)."""
-    Path(path).write_text(json.dumps(snapshot, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
 def load_book_snapshot(path: str | Path = SNAPSHOT) -> tuple[dict[str, str], str]:
