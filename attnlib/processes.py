@@ -12,8 +12,9 @@ interpreter for each, where there is no fork server). So ``fn`` must be importab
 function of a module (``attnlib.experiments.ring_cost``, a test file), not one defined in a
 notebook. Arguments and results travel pickled.
 If any process raises, the others are stopped and the error is raised again here, with its type,
-its message and a note naming the process and holding its traceback. The processes inherit the
-environment of the fork server (this process's when it first ran), thread settings included.
+its message and a note naming the process and holding its traceback. Each process runs PyTorch
+on one thread (:func:`one_thread`), so a ring of P processes asks for P cores whatever the
+caller's thread count; ``fn`` may ask for more threads itself.
 
 :class:`Ring` is the group seen from one process as a ring: send to the next rank, receive from the
 previous one (what :func:`attnlib.ring_attention` does at every step).
@@ -87,6 +88,7 @@ def _child(rank, world_size, port, payload, results, timeout_s):
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
                                 timeout=datetime.timedelta(seconds=timeout_s))
         status = "error"
+        one_thread()
         try:
             value = fn(rank, world_size, *args)
         finally:

@@ -35,7 +35,7 @@ N_LOCALS, WORLD_SIZE, REPEATS = [128, 256, 512, 1024, 2048], 2, 7
 
 
 def one_thread_timing(rank, world_size, n_locals, repeats):
-    torch.set_num_threads(1)  # two processes on a machine of two cores: one thread each
+    # run_on_processes runs each process on one thread: two processes on two cores
     return ring_cost.timing_worker(rank, world_size, n_locals, repeats=repeats)
 
 

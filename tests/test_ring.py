@@ -197,3 +197,14 @@ def test_run_on_processes_raises_the_worker_error():
     assert run_on_processes(failing, 1) == [0]
     with pytest.raises(ValueError, match="world_size"):
         run_on_processes(failing, 0)
+
+
+def threads(rank, world_size):
+    return torch.get_num_threads()
+
+
+def test_each_process_runs_on_one_thread(monkeypatch):
+    # a ring of P processes asks for P cores, whatever the thread count it was started from
+    # (OMP_NUM_THREADS=2 in the second nbval pass would otherwise put 2 P threads on 2 cores)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert run_on_processes(threads, 2) == [1, 1]
