@@ -371,3 +371,15 @@ def test_the_attention_explorer_answers_a_hover(page_name, server, browser):
     assert any(shades[0]) and any(shades[1]), f"{page_name}: hovering a query highlights no key"
     assert shades[0] != shades[1] and shades[0] != before, f"{page_name}: the highlighted weights do not change"
     assert not record["external"], f"{page_name}: the explorer reached outside the page's server: {record['external']}"
+
+
+@pytest.mark.parametrize("word", ["梯度", "softmax"])
+def test_the_chinese_search_finds_chinese_and_latin_words(word, server, browser):
+    # Sphinx indexes the words of Chinese prose only with jieba (tools/zh_edition.py): without it
+    # 梯度 (gradient), in the text of many pages and the title of none, finds no page
+    page = browser.new_page()
+    page.goto(f"{server}/zh/search.html?q={word}")
+    page.wait_for_selector("#search-results ul.search li", timeout=20_000)
+    found = page.locator("#search-results ul.search li").count()
+    page.close()
+    assert found >= 3, f"searching the Chinese edition for {word!r} found {found} pages"

@@ -51,6 +51,9 @@ def zh_config() -> Path:
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
     config["title"] = "自注意力，经过检验"
     config.setdefault("sphinx", {}).setdefault("config", {})["language"] = LANGUAGE
+    # Jupyter Book reads a local extension's folder relative to the config file, which is in _build/
+    extensions = config["sphinx"].get("local_extensions") or {}
+    config["sphinx"]["local_extensions"] = {name: str(ROOT / path) for name, path in extensions.items()}
     ZH_CONFIG.parent.mkdir(parents=True, exist_ok=True)
     ZH_CONFIG.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return ZH_CONFIG
