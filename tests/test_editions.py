@@ -16,10 +16,11 @@ PAGE = "notation"  # a page with no notebook behind it: the copy builds in secon
 
 @pytest.fixture(scope="module")
 def book(tmp_path_factory):
-    """A copy of the book with one page, its translation and the book's config."""
+    """A copy of the book with one page, its translation, the book's config and its extension."""
     copy = tmp_path_factory.mktemp("book")
-    for name in ("_config.yml", "references.bib", f"{PAGE}.md"):
-        shutil.copy(ROOT / name, copy / name)
+    for name in ("_config.yml", "references.bib", f"{PAGE}.md", "tools/zh_edition.py"):
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, copy / name)  # the config loads tools/zh_edition.py
     (copy / "_toc.yml").write_text(f"format: jb-book\nroot: {PAGE}\n", encoding="utf-8")
     po = Path("locales") / editions.LANGUAGE / "LC_MESSAGES" / f"{PAGE}.po"
     (copy / po).parent.mkdir(parents=True)
