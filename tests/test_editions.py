@@ -1,7 +1,9 @@
 """The Chinese edition's drift gate, shown on a copy of the book: an English sentence changed
 without its translation makes the check (and so `make test`) fail."""
 
+import pickle
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -62,3 +64,18 @@ def test_the_translated_pages_are_pages_of_the_book():
     assert set(editions.TRANSLATED) <= pages
     for page in editions.TRANSLATED:
         assert (editions.LOCALES / editions.LANGUAGE / "LC_MESSAGES" / f"{page}.po").exists(), page
+
+
+def test_a_translated_page_holds_only_its_own_nodes(book, tmp_path):
+    """Sphinx parses each translation as a small document of its own and moves its nodes into the
+    page; tools/zh_edition.py points them back at the page. Without that, each pickled Chinese
+    page kept those documents, and through their settings the whole build environment: every
+    page read before it (chapter 13's grew to 28 times its English size)."""
+    config = editions.zh_config(root=book)
+    subprocess.run([editions.JB, "build", str(book), "--config", str(config), "--path-output", str(tmp_path),
+                    "--all"], check=True, capture_output=True, text=True)
+    doctree = pickle.loads((tmp_path / "_build" / ".doctrees" / f"{PAGE}.doctree").read_bytes())
+    text = doctree.astext()
+    assert sum("\u4e00" <= c <= "\u9fff" for c in text) > len(text) / 10  # the page is in Chinese
+    foreign = [node for node in doctree.findall() if node.document is not doctree]
+    assert foreign == [], f"{len(foreign)} nodes of other documents, e.g. {foreign[0].astext()[:60]!r}"

@@ -46,17 +46,19 @@ TRANSLATED = [
 MARKUP = re.compile(r"(\{[a-z:-]+\}`[^`]*`|``[^`]+``|`[^`]+`|\$\$.*?\$\$|\$[^$]+\$|https?://[^\s)>\]]+)", re.DOTALL)
 
 
-def zh_config() -> Path:
-    """The Chinese build's config: _config.yml with the language, the title and the output changed."""
-    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+def zh_config(root: Path = ROOT) -> Path:
+    """The Chinese build's config: the book's _config.yml (at ``root``) with the language, the title
+    and the local extensions' folders changed, written to ``root``/_build/_config.zh_CN.yml."""
+    config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))
     config["title"] = "自注意力，经过检验"
     config.setdefault("sphinx", {}).setdefault("config", {})["language"] = LANGUAGE
     # Jupyter Book reads a local extension's folder relative to the config file, which is in _build/
     extensions = config["sphinx"].get("local_extensions") or {}
-    config["sphinx"]["local_extensions"] = {name: str(ROOT / path) for name, path in extensions.items()}
-    ZH_CONFIG.parent.mkdir(parents=True, exist_ok=True)
-    ZH_CONFIG.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return ZH_CONFIG
+    config["sphinx"]["local_extensions"] = {name: str(root / path) for name, path in extensions.items()}
+    out = root / ZH_CONFIG.relative_to(ROOT)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return out
 
 
 def extract(out: Path, root: Path = ROOT) -> Path:

@@ -1,5 +1,6 @@
-"""A Sphinx extension for the Chinese edition: a search that finds Chinese words, in linear time.
-Loaded by `_config.yml` for both editions; it changes nothing in a build whose language is English.
+"""A Sphinx extension for the Chinese edition: a search that finds Chinese words, in linear time,
+and translated pages that hold only their own nodes. Loaded by `_config.yml` for both editions; it
+changes nothing in a build whose language is English (no page is translated there).
 
 Sphinx 7.4's Chinese search language (``sphinx.search.zh``) indexes the words of Chinese prose
 only when jieba is installed: without it a search for 梯度 (gradient) found no page of this book,
@@ -30,6 +31,21 @@ class SearchChineseSet(SearchChinese):
         return chinese + latin
 
 
+def own_document(app, doctree) -> None:
+    """Point every node of a translated page at the page's own document.
+
+    Sphinx parses each translation as a small document of its own (sphinx.transforms.i18n's
+    publish_msgstr) and moves its nodes into the page; they keep a reference to that document,
+    whose settings hold the whole build environment. Pickled with the page, they made each Chinese
+    doctree carry the outputs of every page read before it (chapter 13's grew to 3.7 MB, 28x the
+    English one), and every cross-reference to a figure unpickles its target's doctree.
+    """
+    for node in doctree.findall():
+        if node is not doctree and node._document not in (None, doctree):
+            node.document = doctree
+
+
 def setup(app):
     languages["zh"] = SearchChineseSet
+    app.connect("doctree-read", own_document)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
