@@ -44,7 +44,7 @@ book: $(STAMP) build pdf
 # Two editions from the same notebooks: English in _build/html, Chinese (the prose translated in
 # locales/zh_CN, tools/editions.py) in _build/html/zh, so one site serves both. Sphinx builds a book
 # on one core, so the two editions are built side by side, as are their PDFs (each log printed
-# whole when its edition is done); `python tools/book_time.py` measures both against one edition.
+# whole when its edition is done); `.venv/bin/python tools/book_time.py` times both against one.
 SIDE_BY_SIDE := $(MAKE) --no-print-directory -j2 --output-sync=target
 build: $(STAMP)
 	$(BIN)/python tools/landing_picture.py
