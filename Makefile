@@ -16,8 +16,8 @@ OTHER_KERNELS := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
 NB ?= chapters
 VARIANTS := OMP_NUM_THREADS=1 OMP_NUM_THREADS=2 ATEN_CPU_CAPABILITY=avx2 ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
 
-.PHONY: help install book test lint unit translations nbval portability build html-en html-zh source pdf pdf-en pdf-zh \
-	browser notebooks lab clean
+.PHONY: help install book test lint unit translations nbval portability build picture html-en html-zh \
+	source pdf pdf-en pdf-zh browser notebooks lab clean
 
 help:
 	@echo "make book       set up .venv, install, build both editions (_build/html, _build/html/zh) and their PDFs"
@@ -47,15 +47,18 @@ book: $(STAMP) build pdf
 # whole when its edition is done); `.venv/bin/python tools/book_time.py` times both against one.
 SIDE_BY_SIDE := $(MAKE) --no-print-directory -j2 --output-sync=target
 build: $(STAMP)
-	$(BIN)/python tools/landing_picture.py
 	$(SIDE_BY_SIDE) html-en html-zh
 	rm -rf _build/html/zh && cp -r _build/zh/_build/html _build/html/zh
 	$(MAKE) --no-print-directory source
 
-html-en: $(STAMP)
+# The landing page's picture, drawn once for both editions (each edition's build needs it).
+picture: $(STAMP)
+	$(BIN)/python tools/landing_picture.py
+
+html-en: $(STAMP) picture
 	$(BIN)/jupyter-book build . --all -n -W --keep-going
 
-html-zh: $(STAMP)
+html-zh: $(STAMP) picture
 	$(BIN)/python tools/editions.py config >/dev/null
 	$(BIN)/jupyter-book build . --config _build/_config.zh_CN.yml --path-output _build/zh --all -n -W --keep-going
 
